@@ -1,0 +1,176 @@
+"""Frozen configuration dataclasses, validated, and stored as JSON beside the model.
+
+Library code takes these; only the binaries in ``rnn_lm/bin`` read flags.
+"""
+
+import dataclasses
+import json
+import os
+
+from rnn_lm.errors import RnnLmError
+
+CELL_TYPES = ("elman", "lstm", "gru")
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+LEVELS = ("word", "char")
+OPTIMIZERS = ("sgd", "adam")
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The language model. ``vocab_size`` is filled in from the built vocabulary."""
+    vocab_size: int = 0
+    cell: str = "lstm"
+    activation: str = "tanh"  # Elman only
+    num_layers: int = 2
+    hidden_size: int = 200
+    embedding_size: int = 200  # 0: one-hot input
+    dropout: float = 0.0
+    tie_embeddings: bool = False
+    init_scale: float = 0.1  # uniform(-s, s) initialisation; 0: Keras defaults
+
+    def validate(self):
+        _choice("cell", self.cell, CELL_TYPES)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _positive("num_layers", self.num_layers)
+        _positive("hidden_size", self.hidden_size)
+        if self.embedding_size < 0:
+            raise RnnLmError(f"--embedding_size must be >= 0 (0 means one-hot input), got {self.embedding_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RnnLmError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.init_scale < 0:
+            raise RnnLmError(f"--init_scale must be >= 0, got {self.init_scale}")
+        if self.tie_embeddings and self.embedding_size != self.hidden_size:
+            raise RnnLmError(
+                "--tie_embeddings needs --embedding_size equal to --hidden_size, got "
+                f"{self.embedding_size} and {self.hidden_size}")
+
+    def describe(self):
+        embed = f"embedding {self.embedding_size}" if self.embedding_size else "one-hot input"
+        cell = f"elman/{self.activation}" if self.cell == "elman" else self.cell
+        return f"{cell} {self.num_layers}x{self.hidden_size}, {embed}, vocabulary {self.vocab_size}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the text comes from and how it becomes tokens."""
+    data_dir: str = ""  # empty: the built-in grammar corpus
+    level: str = "word"
+    vocab_size: int = 0  # cap on the vocabulary, specials included; 0: no cap
+    min_count: int = 1
+    grammar_seed: int = 0
+    grammar_train_tokens: int = 1_000_000
+    grammar_max_depth: int = 2
+
+    def validate(self):
+        _choice("level", self.level, LEVELS)
+        if self.vocab_size < 0 or self.vocab_size in (1, 2):
+            raise RnnLmError(f"--vocab_size must be 0 (no cap) or at least 3, got {self.vocab_size}")
+        _positive("min_count", self.min_count)
+        _positive("grammar_train_tokens", self.grammar_train_tokens)
+        if self.grammar_max_depth < 0:
+            raise RnnLmError(f"--grammar_max_depth must be >= 0, got {self.grammar_max_depth}")
+
+    @property
+    def corpus_name(self):
+        return self.data_dir or "built-in grammar"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation. Learning rates are for the lecture's cost, averaged over time."""
+    batch_size: int = 20
+    num_steps: int = 20
+    epochs: int = 1
+    max_steps: int = 0  # 0: no limit
+    optimizer: str = "sgd"
+    learning_rate: float = 1.0
+    lr_decay: float = 1.0
+    decay_start_epoch: int = 2
+    max_grad_norm: float = 5.0  # 0: no clipping
+    seed: int = 0
+    eval_batch_size: int = 10
+    log_every_steps: int = 100
+    save_every_steps: int = 0  # 0: at the end of each epoch only
+    keep_checkpoints: int = 3
+    sample_tokens: int = 30
+    sample_temperature: float = 0.8
+
+    def validate(self):
+        for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
+                     "log_every_steps", "keep_checkpoints", "decay_start_epoch"):
+            _positive(name, getattr(self, name))
+        for name in ("max_steps", "save_every_steps", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise RnnLmError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not self.learning_rate > 0:
+            raise RnnLmError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise RnnLmError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.sample_temperature < 0:
+            raise RnnLmError(f"--sample_temperature must be >= 0, got {self.sample_temperature}")
+        if self.max_grad_norm < 0:
+            raise RnnLmError(f"--max_grad_norm must be >= 0, got {self.max_grad_norm}")
+
+    def learning_rate_at(self, epoch):
+        """lr of 0-based ``epoch``: times lr_decay per epoch, from 1-based decay_start_epoch on."""
+        return self.learning_rate * self.lr_decay ** max(epoch + 2 - self.decay_start_epoch, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    def validate(self):
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def replace(self, **parts):
+        return dataclasses.replace(self, **parts)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        try:
+            return cls(model=ModelConfig(**d["model"]), data=DataConfig(**d["data"]),
+                       train=TrainConfig(**d["train"]))
+        except (KeyError, TypeError) as e:
+            raise RnnLmError(f"config is not an rnn_lm config ({e})") from None
+
+    def save(self, model_dir):
+        path = os.path.join(model_dir, CONFIG_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)  # never leave a half-written config
+
+    @classmethod
+    def load(cls, model_dir):
+        path = os.path.join(model_dir, CONFIG_FILE)
+        if not os.path.isfile(path):
+            raise RnnLmError(f"{model_dir} is not an rnn_lm model directory (no {CONFIG_FILE})")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except (OSError, ValueError) as e:
+            if isinstance(e, RnnLmError):
+                raise
+            raise RnnLmError(f"cannot read {path}: {e}") from None
+
+
+def _positive(name, value):
+    if value <= 0:
+        raise RnnLmError(f"--{name} must be positive, got {value}")
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise RnnLmError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")

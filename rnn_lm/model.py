@@ -1,0 +1,129 @@
+"""The RNN language model: ids -> input representation -> stacked cells -> softmax logits.
+
+    x_t = E[w_t]                 (embedding; or one-hot(w_t) when embedding_size == 0)
+    h_t^(l) = cell_l(x_t^(l), h_{t-1}^(l)),   x_t^(l+1) = dropout(h_t^(l))
+    logits_t = h_t^(L) V + b_y   (V = E^T when the embeddings are tied)
+    y_hat_t = softmax(logits_t)
+
+The model takes and returns the recurrent state (one entry per layer, each in
+its cell's own structure), so the caller carries it from window to window.
+"""
+
+import keras
+import tensorflow as tf
+
+from rnn_lm import cells as cells_lib
+from rnn_lm.unroll import unroll
+
+
+class RNNLanguageModel(keras.Model):
+    """A stack of the lecture's cells between an input representation and a softmax.
+
+    Args:
+      config: an ``rnn_lm.config.ModelConfig`` with ``vocab_size`` set.
+
+    Variables: ``embedding`` [V, E] (absent for one-hot input); each layer's
+    cell variables (``W``, ``U``, ``b`` or the gate matrices); the output
+    ``V`` [H, |V|] (absent when tied) and ``b_y`` [|V|].
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        if config.vocab_size < 2:
+            raise ValueError(f"vocab_size must be set (>= 2), got {config.vocab_size}")
+        self.config = config
+        s = config.init_scale
+        uniform = keras.initializers.RandomUniform(-s, s) if s > 0 else None
+        cell_init = {"kernel_initializer": uniform, "recurrent_initializer": uniform} if uniform else {}
+        self._uniform = uniform
+        # One attribute per layer: TensorFlow checkpoints follow attributes,
+        # but not the lists Keras 3 tracks layers in.
+        for l in range(config.num_layers):
+            setattr(self, f"layer_{l + 1}", cells_lib.make_cell(
+                config.cell, config.hidden_size, activation=config.activation,
+                name=f"{config.cell}_{l + 1}", **cell_init))
+        self.build(None)
+
+    @property
+    def cells(self):
+        """The recurrent cells, bottom layer first."""
+        return [getattr(self, f"layer_{l + 1}") for l in range(self.config.num_layers)]
+
+    @property
+    def input_size(self):
+        return self.config.embedding_size or self.config.vocab_size
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        c = self.config
+        init = self._uniform or keras.initializers.RandomUniform(-0.05, 0.05)
+        if c.embedding_size:
+            self.embedding = self.add_weight(shape=(c.vocab_size, c.embedding_size),
+                                             initializer=init, name="embedding")
+        in_dim = self.input_size
+        for cell in self.cells:
+            cell.build((None, in_dim))
+            in_dim = c.hidden_size
+        if not c.tie_embeddings:
+            self.V = self.add_weight(shape=(c.hidden_size, c.vocab_size),
+                                     initializer=self._uniform or "glorot_uniform", name="V")
+        self.b_y = self.add_weight(shape=(c.vocab_size,), initializer="zeros", name="b_y")
+        self.built = True
+
+    def zero_state(self, batch_size):
+        """h_(0) = 0 for every layer."""
+        return [cell.zero_state(batch_size) for cell in self.cells]
+
+    def embed(self, ids):
+        """ids [B, T] -> inputs of the first layer [B, T, E] (or one-hot [B, T, |V|])."""
+        if self.config.embedding_size:
+            return tf.gather(self.embedding, ids)
+        return tf.one_hot(ids, self.config.vocab_size)
+
+    def output_logits(self, h):
+        """h [..., H] -> logits [..., |V|]."""
+        if self.config.tie_embeddings:
+            return cells_lib.dense(h, tf.transpose(self.embedding)) + self.b_y
+        return cells_lib.dense(h, self.V) + self.b_y
+
+    def _dropout(self, x, site, seed):
+        """Dropout on the non-recurrent connections only (Zaremba et al., 2014).
+
+        Sites: 0 before layer 1, l after layer l.  The masks are a function of
+        ``seed`` [2] (stateless), so a resumed run draws the same masks as an
+        uninterrupted one.
+        """
+        if seed is None:
+            seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+        return tf.nn.experimental.stateless_dropout(
+            x, self.config.dropout, seed=tf.random.experimental.stateless_fold_in(seed, site))
+
+    def call(self, ids, state=None, training=False, dropout_seed=None):
+        """ids [B, T] int -> (logits [B, T, |V|], final state).
+
+        ``dropout_seed`` (int [2]) fixes the dropout masks when training.
+        """
+        if state is None:
+            state = self.zero_state(tf.shape(ids)[0])
+        dropout = training and self.config.dropout > 0
+        x = self.embed(ids)
+        if dropout:
+            x = self._dropout(x, 0, dropout_seed)
+        new_state = []
+        for layer, (cell, layer_state) in enumerate(zip(self.cells, state), start=1):
+            x, layer_state = unroll(cell, x, layer_state)  # [B, T, H]
+            if dropout:
+                x = self._dropout(x, layer, dropout_seed)
+            new_state.append(layer_state)
+        return self.output_logits(x), new_state
+
+    def step(self, ids, state):
+        """One token per row, for decoding: ids [B] -> (logits [B, |V|], state)."""
+        x = self.embed(ids)
+        new_state = []
+        for cell, layer_state in zip(self.cells, state):
+            fused = cell.fuse()
+            x, layer_state = cell.step(cell.project_inputs(x, fused), layer_state, fused)
+            new_state.append(layer_state)
+        return self.output_logits(x), new_state
