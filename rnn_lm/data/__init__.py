@@ -1,0 +1,1 @@
+"""Text to token ids: tokenizers, vocabulary, corpora, and the tf.data windows."""
