@@ -1,0 +1,139 @@
+"""The SavedModel: the trained model and its vocabulary, strings in and strings out.
+
+The vocabulary travels as an asset (``assets/vocab.txt``) read by lookup
+tables inside the graph, so a client needs neither rnn_lm nor a vocabulary
+file.  Signatures (TensorFlow Serving style: a leading batch dimension):
+
+  serving_default, generate
+      prompts string [B], max_tokens int32 [], temperature float32 [], seed int64 []
+      -> continuations string [B], ids int32 [B, max_tokens], lengths int32 [B]
+  score
+      sentences string [B] -> log_prob float32 [B] (natural log, <eos> included),
+      num_tokens int32 [B], perplexity float32 [B]
+  zero_state
+      batch_size int32 [] -> state float32 [S, B, H]
+  step
+      ids int32 [B], state float32 [S, B, H] -> log_probs float32 [B, V], state
+      (S = layers x state tensors per layer: 2 for an LSTM, 1 otherwise)
+  tokenize / detokenize
+      text string [B] -> ids int32 [B, N] (0-padded), lengths int32 [B]; and back
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from rnn_lm import decoding
+from rnn_lm.data.vocab import VOCAB_FILE
+
+_scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)
+
+
+class ServingModule(tf.Module):
+    """A ``tf.Module`` around the Keras model, for export only."""
+
+    def __init__(self, model, vocab_path, level):
+        super().__init__()
+        # The Keras model is kept untracked (tracking it would make Keras add
+        # a float-input serving signature of its own); its variables are
+        # tracked through this list, which is all the SavedModel needs.
+        object.__setattr__(self, "model", model)
+        self.model_variables = list(model.variables)
+        self.level = level
+        self.vocab_file = tf.saved_model.Asset(vocab_path)
+        self.token_to_id = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=0)
+        self.id_to_token = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(self.vocab_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                                          tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value="<unk>")
+        self.eos_id = 1
+        self._state_structure = model.zero_state(1)
+
+    def _split(self, text):
+        if self.level == "char":
+            return tf.strings.unicode_split(text, "UTF-8")
+        return tf.strings.split(text)
+
+    def _ids(self, tokens):
+        return tf.cast(self.token_to_id.lookup(tokens), tf.int32)
+
+    def _text(self, ids, lengths):
+        """ids [B, N] -> strings, keeping the first ``lengths`` ids and dropping <eos>."""
+        keep = (tf.range(tf.shape(ids)[1])[None, :] < lengths[:, None]) & (ids != self.eos_id)
+        tokens = self.id_to_token.lookup(tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int64))
+        return tf.strings.reduce_join(tokens, axis=1, separator="" if self.level == "char" else " ")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def tokenize(self, text):
+        ids = self._ids(self._split(text))
+        return {"ids": ids.to_tensor(0), "lengths": tf.cast(ids.row_lengths(), tf.int32)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids"),
+                                  tf.TensorSpec([None], tf.int32, name="lengths")])
+    def detokenize(self, ids, lengths):
+        return {"text": self._text(ids, lengths)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompts"),
+                                  _scalar(tf.int32, "max_tokens"), _scalar(tf.float32, "temperature"),
+                                  _scalar(tf.int64, "seed")])
+    def generate(self, prompts, max_tokens, temperature, seed):
+        tokens = self._ids(self._split(prompts))
+        # Every prompt starts from the start-of-sentence context <eos>.
+        starts = tf.fill([tf.shape(prompts)[0], 1], self.eos_id)
+        prompt_ids = tf.concat([starts, tokens.to_tensor(0)], axis=1)
+        ids, lengths = decoding.sample(self.model, prompt_ids, tf.cast(tokens.row_lengths(), tf.int32) + 1,
+                                       max_tokens, temperature, seed, self.eos_id)
+        return {"continuations": self._text(ids, lengths), "ids": ids, "lengths": lengths}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def score(self, sentences):
+        tokens = self._ids(self._split(sentences))
+        n = tf.cast(tokens.row_lengths(), tf.int32) + 1  # the sentence's tokens and its <eos>
+        batch = tf.shape(sentences)[0]
+        eos = tf.fill([batch, 1], self.eos_id)
+        padded = tokens.to_tensor(0)
+        inputs = tf.concat([eos, padded], axis=1)  # [B, L+1]
+        targets = tf.concat([padded, tf.zeros([batch, 1], tf.int32)], axis=1)
+        targets = tf.tensor_scatter_nd_update(
+            targets, tf.stack([tf.range(batch), n - 1], axis=1), tf.fill([batch], self.eos_id))
+        logits, _ = self.model(inputs, training=False)
+        log_p = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        mask = tf.sequence_mask(n, tf.shape(inputs)[1], dtype=log_p.dtype)
+        total = tf.reduce_sum(log_p * mask, axis=1)
+        return {"log_prob": total, "num_tokens": n,
+                "perplexity": tf.exp(-total / tf.cast(n, total.dtype))}
+
+    @tf.function(input_signature=[_scalar(tf.int32, "batch_size")])
+    def zero_state(self, batch_size):
+        return {"state": tf.stack(tf.nest.flatten(self.model.zero_state(batch_size)))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="ids"),
+                                  tf.TensorSpec([None, None, None], tf.float32, name="state")])
+    def step(self, ids, state):
+        structured = tf.nest.pack_sequence_as(self._state_structure, tf.unstack(state, len(tf.nest.flatten(
+            self._state_structure))))
+        logits, new_state = self.model.step(ids, structured)
+        return {"log_probs": tf.nn.log_softmax(logits), "state": tf.stack(tf.nest.flatten(new_state))}
+
+
+def export_saved_model(model, vocab, config, path):
+    """Writes the SavedModel to ``path`` (replacing it atomically); returns ``path``."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent) as staging:
+        vocab.save(staging)
+        module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level)
+        target = os.path.join(staging, "saved_model")
+        signatures = {"serving_default": module.generate, "generate": module.generate,
+                      "score": module.score, "step": module.step, "zero_state": module.zero_state,
+                      "tokenize": module.tokenize, "detokenize": module.detokenize}
+        tf.saved_model.save(module, target, signatures=signatures)
+        old = path + ".old"
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(target, path)
+        shutil.rmtree(old, ignore_errors=True)
+    return path

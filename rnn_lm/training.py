@@ -1,0 +1,351 @@
+"""Training and evaluation: the train step, the epoch loop, checkpoints, summaries, resume.
+
+A model directory holds everything needed to continue or use a run:
+
+    config.json     the resolved Config (what was trained)
+    vocab.txt       the vocabulary, one token per line, in id order
+    checkpoints/    tf.train.CheckpointManager checkpoints: model, optimizer,
+                    step, epoch, data position and the carried state
+    logs/           TensorBoard events (train/ and valid/)
+    saved_model/    the exported SavedModel (written at the end)
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from rnn_lm import decoding
+from rnn_lm import losses
+from rnn_lm.config import Config
+from rnn_lm.data import corpus as corpus_lib
+from rnn_lm.data import pipeline
+from rnn_lm.data.tokenizers import get_tokenizer
+from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
+from rnn_lm.errors import RnnLmError
+from rnn_lm.model import RNNLanguageModel
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+SAVED_MODEL_DIR = "saved_model"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a call of ``train`` did: losses per global step and perplexities per epoch."""
+    step_losses: dict = dataclasses.field(default_factory=dict)
+    valid_perplexities: dict = dataclasses.field(default_factory=dict)  # epoch (1-based) -> ppl
+    test_perplexity: float = math.nan
+    valid_perplexity: float = math.nan
+    unigram_valid_perplexity: float = math.nan
+    tokens_per_sec: float = math.nan
+    sample: str = ""
+    final_step: int = 0
+
+
+# ----------------------------------------------------------------------------
+# The model directory.
+
+def prepare(config, model_dir):
+    """Reads the corpus and checks ``config`` against ``model_dir`` before anything is written.
+
+    A model directory that already holds a run must have been trained on the
+    same data with the same model; the training schedule may change (to
+    continue a run with more epochs, for example).  Returns (config with the
+    vocabulary size filled in, corpus).
+    """
+    config.validate()
+    stored = Config.load(model_dir) if os.path.isfile(os.path.join(model_dir, "config.json")) else None
+    vocab = None
+    if stored is not None:
+        _check_same_run(stored, config, model_dir)
+        vocab = Vocabulary.load(model_dir)
+    corpus = corpus_lib.load_corpus(config.data, vocab)
+    config = config.replace(model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
+    if stored is not None and stored.model != config.model:
+        raise RnnLmError(f"--model_dir {model_dir} holds a {stored.model.describe()} model; "
+                         f"the flags ask for {config.model.describe()}")
+    pipeline.check_trainable(len(corpus.train), config.train.batch_size, config.train.num_steps)
+    return config, corpus
+
+
+def _check_same_run(stored, config, model_dir):
+    for part in ("model", "data"):
+        old = {k: v for k, v in dataclasses.asdict(getattr(stored, part)).items() if k != "vocab_size" or part == "data"}
+        new = dataclasses.asdict(getattr(config, part))
+        diff = [f"--{k}={old[k]!r} (flags say {new[k]!r})" for k in sorted(old) if old[k] != new[k]]
+        if diff:
+            raise RnnLmError(f"--model_dir {model_dir} was trained with {', '.join(diff)}; "
+                             "use the same settings to resume, or a new --model_dir")
+
+
+def load_model(model_dir):
+    """Rebuilds the model of ``model_dir`` from its config and latest checkpoint.
+
+    Returns (config, vocab, model).  Every model variable must be in the
+    checkpoint (strict restore).
+    """
+    config = Config.load(model_dir)
+    vocab = Vocabulary.load(model_dir)
+    if len(vocab) != config.model.vocab_size:
+        raise RnnLmError(f"{model_dir}: {VOCAB_FILE} has {len(vocab)} tokens but the model expects "
+                         f"{config.model.vocab_size}")
+    model = RNNLanguageModel(config.model)
+    path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
+    if path is None:
+        raise RnnLmError(f"{model_dir}: no checkpoint in {CHECKPOINT_DIR}/ (was training run?)")
+    status = tf.train.Checkpoint(model=model).read(path)
+    status.expect_partial().assert_existing_objects_matched()
+    _check_all_restored(path, model)
+    return config, vocab, model
+
+
+def _check_all_restored(path, model):
+    """Every model variable must come from the checkpoint, none left at its initial value."""
+    saved = [name for name, _ in tf.train.list_variables(path)
+             if name.startswith("model/") and name.endswith("VARIABLE_VALUE")]
+    if len(saved) != len(model.variables):
+        raise RnnLmError(f"{path}: holds {len(saved)} model variables, the model has {len(model.variables)}")
+
+
+# ----------------------------------------------------------------------------
+# Evaluation.
+
+class Evaluator:
+    """Exact corpus perplexity: every token scored once, state carried across windows."""
+
+    def __init__(self, model, batch_size, num_steps, start_id):
+        self.model = model
+        self.batch_size = batch_size
+        self.num_steps = num_steps
+        self.start_id = start_id
+        self._step = tf.function(self._eval_step, reduce_retracing=True)
+
+    def _eval_step(self, inputs, targets, weights, state):
+        logits, state = self.model(inputs, state, training=False)
+        nll = losses.token_cross_entropy(logits, targets)  # [B, T]
+        return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), state
+
+    def mean_cross_entropy(self, ids):
+        """Mean -log p per token, in nats, over all of ``ids``."""
+        windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id)
+        state = None
+        total, count = 0.0, 0.0
+        for inputs, targets, weights in windows:
+            if state is None:
+                state = self.model.zero_state(inputs.shape[0])
+            nll, n, state = self._step(inputs, targets, weights, state)
+            total += float(nll)
+            count += float(n)
+        return total / count
+
+    def perplexity(self, ids):
+        return math.exp(self.mean_cross_entropy(ids))
+
+
+# ----------------------------------------------------------------------------
+# Training.
+
+def make_optimizer(train_config):
+    if train_config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=train_config.learning_rate)
+    return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+
+
+class Trainer:
+    """Owns the model, optimizer, carried state and checkpoint of one model directory."""
+
+    def __init__(self, config, model_dir, vocab):
+        self.config = config
+        self.model_dir = model_dir
+        self.vocab = vocab
+        t = config.train
+        keras.utils.set_random_seed(t.seed)
+        self.model = RNNLanguageModel(config.model)
+        self.optimizer = make_optimizer(t)
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Data position: windows of the current epoch already trained on.
+        self.window = tf.Variable(0, dtype=tf.int64, trainable=False, name="window")
+        # The state carried from one window to the next, kept in variables so
+        # that it lives in the graph and in the checkpoint.
+        self._state_structure = self.model.zero_state(t.batch_size)
+        self.carried_state = [tf.Variable(z, trainable=False) for z in tf.nest.flatten(self._state_structure)]
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
+            window=self.window, carried_state=self.carried_state)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
+            step_counter=self.step, checkpoint_name="ckpt")
+        self._train_step = tf.function(self._train_step_impl)
+        self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
+
+    def restore(self):
+        """Resumes from the latest checkpoint, if any; returns its path or None."""
+        path = self.manager.latest_checkpoint
+        if path:
+            self.checkpoint.restore(path).assert_consumed()
+            _check_all_restored(path, self.model)
+        return path
+
+    def _train_step_impl(self, inputs, targets):
+        """One step of truncated BPTT on a window: inputs, targets [B, T]."""
+        state = tf.nest.pack_sequence_as(self._state_structure, [v.read_value() for v in self.carried_state])
+        with tf.GradientTape() as tape:
+            dropout_seed = tf.stack([tf.constant(self.config.train.seed, tf.int64), self.step])
+            logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)  # [B, T, V]
+            loss = losses.sequence_cross_entropy(logits, targets)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        grad_norm = tf.linalg.global_norm(grads)
+        if self.config.train.max_grad_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.config.train.max_grad_norm, use_norm=grad_norm)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        # The next window starts from this final state; it enters the next
+        # call as a plain value, so no gradient flows back across the edge.
+        for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
+            var.assign(value)
+        self.step.assign_add(1)
+        return {"loss": loss, "grad_norm": grad_norm}
+
+    def reset_state(self):
+        for var in self.carried_state:
+            var.assign(tf.zeros_like(var))
+
+    def sample_text(self, num_tokens, seed, temperature):
+        """A sample from the start-of-sentence context, as text."""
+        ids, lengths = decoding.sample(self.model, tf.constant([[self.vocab.eos_id]]), tf.constant([1]),
+                                       num_tokens, temperature, seed, self.vocab.eos_id)
+        tokens = self.vocab.decode(ids[0, :int(lengths[0])].numpy())
+        return get_tokenizer(self.config.data.level).detokenize(tokens).strip()
+
+    def fit(self, corpus, result):
+        """The epoch loop; fills ``result``. Stops at ``epochs`` or ``max_steps``."""
+        t = self.config.train
+        tokens_per_step = t.batch_size * t.num_steps
+        windows_per_epoch = pipeline.num_train_windows(len(corpus.train), t.batch_size, t.num_steps)
+        train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "train"))
+        valid_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "valid"))
+        last_save = int(self.step)
+        timed_tokens, timed_secs = 0, 0.0
+
+        while int(self.epoch) < t.epochs and not self._done():
+            epoch = int(self.epoch)
+            lr = t.learning_rate_at(epoch)
+            self.optimizer.learning_rate.assign(lr)
+            if int(self.window) == 0:
+                self.reset_state()  # each epoch starts from h_(0) = 0
+            logging.info("epoch %d/%d: learning rate %.4g, %d windows of %dx%d tokens",
+                         epoch + 1, t.epochs, lr, windows_per_epoch, t.batch_size, t.num_steps)
+            loss_sum, loss_n = 0.0, 0
+            tick = time.perf_counter()
+            since_log = 0
+            for inputs, targets in pipeline.train_windows(corpus.train, t.batch_size, t.num_steps,
+                                                          int(self.window)):
+                metrics = self._train_step(inputs, targets)
+                self.window.assign_add(1)
+                step = int(self.step)
+                loss = float(metrics["loss"])
+                result.step_losses[step] = loss
+                loss_sum, loss_n, since_log = loss_sum + loss, loss_n + 1, since_log + 1
+                if not math.isfinite(loss):
+                    raise RnnLmError(f"the loss became {loss} at step {step}; lower --learning_rate "
+                                     "or --max_grad_norm (the last checkpoint is kept)")
+                if step % t.log_every_steps == 0 or int(self.window) == windows_per_epoch:
+                    secs = time.perf_counter() - tick
+                    if step > 1:  # the first interval includes tracing the graph
+                        timed_tokens += since_log * tokens_per_step
+                        timed_secs += secs
+                    rate = since_log * tokens_per_step / max(secs, 1e-9)
+                    done = int(self.window) / windows_per_epoch
+                    eta = (windows_per_epoch - int(self.window)) * tokens_per_step / max(rate, 1e-9)
+                    logging.info("epoch %d step %d (%3.0f%%): loss %.3f, perplexity %.1f, |grad| %.2f, "
+                                 "%.0f tokens/s, epoch ends in %s", epoch + 1, step, 100 * done, loss,
+                                 math.exp(min(loss, 50)), float(metrics["grad_norm"]), rate, _hms(eta))
+                    with train_writer.as_default(step=step):
+                        tf.summary.scalar("loss", loss)
+                        tf.summary.scalar("perplexity", math.exp(min(loss, 50)))
+                        tf.summary.scalar("learning_rate", lr)
+                        tf.summary.scalar("grad_norm", metrics["grad_norm"])
+                        tf.summary.scalar("tokens_per_sec", rate)
+                    tick, since_log = time.perf_counter(), 0
+                if t.save_every_steps and step - last_save >= t.save_every_steps:
+                    self.manager.save()
+                    last_save = step
+                if self._done():
+                    break
+            if int(self.window) < windows_per_epoch:
+                break  # max_steps reached inside the epoch; resume continues it
+            self.window.assign(0)
+            self.epoch.assign_add(1)
+            valid_ppl = self.evaluator.perplexity(corpus.valid)
+            result.valid_perplexities[epoch + 1] = valid_ppl
+            sample = self.sample_text(t.sample_tokens, t.seed + epoch, t.sample_temperature)
+            logging.info("epoch %d done: train perplexity %.2f, valid perplexity %.2f",
+                         epoch + 1, math.exp(loss_sum / max(loss_n, 1)), valid_ppl)
+            logging.info("sample: %s", sample)
+            with valid_writer.as_default(step=int(self.step)):
+                tf.summary.scalar("perplexity", valid_ppl)
+                tf.summary.text("sample", sample)
+            self.manager.save()
+            last_save = int(self.step)
+        if int(self.step) != last_save:
+            self.manager.save()
+        train_writer.flush()
+        valid_writer.flush()
+        result.final_step = int(self.step)
+        if timed_secs > 0:
+            result.tokens_per_sec = timed_tokens / timed_secs
+
+    def _done(self):
+        return self.config.train.max_steps and int(self.step) >= self.config.train.max_steps
+
+
+def train(config, model_dir, export=True):
+    """Trains (or resumes) the model of ``model_dir``, then evaluates, samples and exports.
+
+    Everything that can be wrong with the input is checked before the model
+    directory is touched.  Returns a TrainResult.
+    """
+    config, corpus = prepare(config, model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    config.save(model_dir)
+    corpus.vocab.save(model_dir)
+    logging.info("corpus %s: %d/%d/%d tokens (train/valid/test), vocabulary %d, <unk> in valid %.2f%%",
+                 config.data.corpus_name, len(corpus.train), len(corpus.valid), len(corpus.test),
+                 len(corpus.vocab), 100 * corpus.unk_rate["valid"])
+    result = TrainResult()
+    result.unigram_valid_perplexity = corpus_lib.unigram_perplexity(corpus.train, corpus.valid, len(corpus.vocab))
+    logging.info("model: %s; unigram (no context) valid perplexity %.2f",
+                 config.model.describe(), result.unigram_valid_perplexity)
+
+    trainer = Trainer(config, model_dir, corpus.vocab)
+    resumed = trainer.restore()
+    if resumed:
+        logging.info("resumed from %s (epoch %d, step %d, window %d)", resumed, int(trainer.epoch) + 1,
+                     int(trainer.step), int(trainer.window))
+    trainer.fit(corpus, result)
+
+    result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
+    result.test_perplexity = trainer.evaluator.perplexity(corpus.test)
+    result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
+                                        config.train.sample_temperature)
+    logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
+                 result.valid_perplexity, result.test_perplexity, result.final_step)
+    if export:
+        from rnn_lm import export as export_lib  # only needed at the end
+        path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
+                                             os.path.join(model_dir, SAVED_MODEL_DIR))
+        logging.info("SavedModel written to %s", path)
+    return result
+
+
+def _hms(secs):
+    secs = int(secs)
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m" if secs >= 3600 else f"{secs // 60}m{secs % 60:02d}s"

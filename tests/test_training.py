@@ -1,0 +1,133 @@
+"""The trainer: learning, exact evaluation, resume, and the model directory's guards."""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rnn_lm import training
+from rnn_lm.config import Config, DataConfig, ModelConfig, TrainConfig
+from rnn_lm.data import corpus as corpus_lib
+from rnn_lm.errors import RnnLmError
+
+# A fixed order of 12 words, repeated: after one pass a model can predict every
+# next word, so its perplexity can approach 1.
+WORDS = "the cake which the children like was eaten by two small dogs".split()
+
+
+def write_corpus(folder, lines_per_split=(60, 6, 6), words=WORDS):
+    os.makedirs(folder, exist_ok=True)
+    for split, n in zip(("train", "valid", "test"), lines_per_split):
+        with open(os.path.join(folder, f"{split}.txt"), "w", encoding="utf-8") as f:
+            f.write(" ".join(words) + "\n" if n else "")
+            for _ in range(n - 1):
+                f.write(" ".join(words) + "\n")
+    return str(folder)
+
+
+def tiny_config(data_dir, **train):
+    base = dict(batch_size=4, num_steps=6, epochs=1, optimizer="adam", learning_rate=0.01,
+                log_every_steps=1000, sample_tokens=5, eval_batch_size=3)
+    base.update(train)
+    return Config(model=ModelConfig(cell="lstm", num_layers=1, hidden_size=24, embedding_size=16),
+                  data=DataConfig(data_dir=data_dir), train=TrainConfig(**base))
+
+
+def test_overfits_a_tiny_corpus_to_perplexity_near_one(tmp_path):
+    data = write_corpus(tmp_path / "data")
+    result = training.train(tiny_config(data, epochs=6), str(tmp_path / "run"), export=False)
+    # 13 types: a unigram model is far from 1; a model that learned the cycle is near it.
+    assert result.unigram_valid_perplexity > 10
+    assert result.valid_perplexity < 1.15
+    assert result.test_perplexity < 1.15
+    losses = list(result.step_losses.values())
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    """Stopped at step 3 and resumed, the run's steps 4..8 (across an epoch edge) are unchanged."""
+    data = write_corpus(tmp_path / "data", (16, 4, 4))
+    cfg = tiny_config(data, epochs=3, max_steps=8)
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, dropout=0.3))  # RNG state must resume too
+    # 16 lines x 13 tokens = 208 tokens; 4 streams of 52, windows of 6 -> 8 per epoch... keep it
+    # smaller so that step 8 lies in epoch 2:
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, num_steps=10))
+    whole = training.train(cfg, str(tmp_path / "a"), export=False)
+    first = training.train(cfg.replace(train=dataclasses.replace(cfg.train, max_steps=3)),
+                           str(tmp_path / "b"), export=False)
+    rest = training.train(cfg, str(tmp_path / "b"), export=False)
+    assert sorted(first.step_losses) == [1, 2, 3]
+    assert sorted(rest.step_losses) == [4, 5, 6, 7, 8]
+    assert 1 in whole.valid_perplexities  # the run crossed an epoch boundary
+    for step in range(1, 9):
+        resumed = first.step_losses.get(step, rest.step_losses.get(step))
+        np.testing.assert_allclose(resumed, whole.step_losses[step], rtol=1e-6, err_msg=f"step {step}")
+    np.testing.assert_allclose(rest.test_perplexity, whole.test_perplexity, rtol=1e-6)
+
+
+def test_evaluator_scores_every_token_exactly(tmp_path):
+    """One stream: perplexity equals one pass over the whole text, however it is windowed.
+
+    With several streams each row starts from h_(0) = 0, so the reference is
+    each row's own pass.
+    """
+    data = write_corpus(tmp_path / "data", (30, 5, 5))
+    training.train(tiny_config(data, max_steps=5), str(tmp_path / "run"), export=False)
+    config, vocab, model = training.load_model(str(tmp_path / "run"))
+    ids = corpus_lib.load_corpus(config.data, vocab).valid
+    stream = np.concatenate([[vocab.eos_id], ids])
+
+    def nll(row):  # -log p of row[1:] given row[:-1], from h_(0) = 0, in one call
+        logits, _ = model(tf.constant(row[None, :-1]))
+        log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
+        return -log_p[np.arange(len(row) - 1), row[1:]]
+
+    reference = math.exp(nll(stream).mean())
+    for num_steps in (7, 64):
+        got = training.Evaluator(model, 1, num_steps, vocab.eos_id).perplexity(ids)
+        np.testing.assert_allclose(got, reference, rtol=1e-5)
+    rows = np.array_split(np.arange(len(ids)), 3)  # 65 targets -> rows of 22, 22, 21
+    per_row = np.concatenate([nll(stream[r[0]:r[-1] + 2]) for r in rows])
+    got = training.Evaluator(model, 3, 5, vocab.eos_id).perplexity(ids)
+    np.testing.assert_allclose(got, math.exp(per_row.mean()), rtol=1e-5)
+
+
+def test_model_dir_refuses_a_different_model(tmp_path):
+    data = write_corpus(tmp_path / "data", (20, 3, 3))
+    cfg = tiny_config(data, max_steps=2)
+    training.train(cfg, str(tmp_path / "run"), export=False)
+    before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+    other = cfg.replace(model=dataclasses.replace(cfg.model, cell="gru"))
+    with pytest.raises(RnnLmError, match="cell"):
+        training.train(other, str(tmp_path / "run"), export=False)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == before
+
+
+def test_bad_corpus_leaves_no_model_dir(tmp_path):
+    data = write_corpus(tmp_path / "data", (1, 1, 1))  # 13 tokens: less than one batch
+    with pytest.raises(RnnLmError, match="fewer than one batch"):
+        training.train(tiny_config(data), str(tmp_path / "run"), export=False)
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_learning_rate_schedule():
+    t = TrainConfig(learning_rate=20.0, lr_decay=0.5, decay_start_epoch=5)
+    assert [t.learning_rate_at(e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
+
+
+def test_checkpoint_holds_every_variable(tmp_path):
+    """Every layer's cell weights are saved and restored, not only the top-level ones."""
+    data = write_corpus(tmp_path / "data", (20, 3, 3))
+    run = str(tmp_path / "run")
+    training.train(tiny_config(data, max_steps=2), run, export=False)
+    path = tf.train.latest_checkpoint(os.path.join(run, "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    _, _, model = training.load_model(run)
+    names = [f"model/{v.path.split('/', 1)[1].replace('lstm_1', 'layer_1')}/.ATTRIBUTES/VARIABLE_VALUE"
+             for v in model.variables]
+    assert len(names) == len([n for n, _ in tf.train.list_variables(path) if n.startswith("model/")])
+    for name, var in zip(names, model.variables):
+        np.testing.assert_array_equal(reader.get_tensor(name), var.numpy(), err_msg=name)
