@@ -1,0 +1,49 @@
+"""rnn-lm-eval: perplexity of a trained model on a text file or on its test split.
+
+    rnn-lm-eval --model_dir=/tmp/lm                       # the corpus' test split
+    rnn-lm-eval --model_dir=/tmp/lm --text_file=my.txt
+"""
+
+import math
+
+from absl import flags
+
+from rnn_lm.bin import common
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "A model directory written by rnn-lm-train.", required=True)
+flags.DEFINE_string("text_file", "", "UTF-8 text to score; empty: the --split of the training corpus.")
+flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when no --text_file is given.")
+flags.DEFINE_integer("batch_size", 10, "Streams scored in parallel (does not change the result).")
+flags.DEFINE_integer("num_steps", 35, "Tokens per window (does not change the result).")
+
+
+def main(argv):
+    from rnn_lm import training
+    from rnn_lm.data import corpus as corpus_lib
+    from rnn_lm.data.tokenizers import get_tokenizer
+
+    config, vocab, model = training.load_model(FLAGS.model_dir)
+    if FLAGS.text_file:
+        ids = corpus_lib.encode_lines(corpus_lib.read_lines(FLAGS.text_file), vocab,
+                                      get_tokenizer(config.data.level))
+        what = FLAGS.text_file
+    else:
+        ids = getattr(corpus_lib.load_corpus(config.data, vocab), FLAGS.split)
+        what = f"{FLAGS.split} split of {config.data.corpus_name}"
+    evaluator = training.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
+    nats = evaluator.mean_cross_entropy(ids)
+    unk = float((ids == vocab.unk_id).mean())
+    line = f"{what}: {len(ids)} tokens, perplexity {math.exp(nats):.2f}, {nats:.4f} nats/token"
+    if config.data.level == "char":
+        line += f", {nats / math.log(2):.4f} bits/char"
+    print(line + f", <unk> {100 * unk:.2f}%")
+
+
+def run():
+    common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,94 @@
+"""rnn-lm-train: train an RNN language model, or resume the one in --model_dir.
+
+    rnn-lm-train --model_dir=/tmp/lm                        # built-in grammar corpus
+    rnn-lm-train --model_dir=/tmp/ptb --data_dir=ptb/ --cell=gru --epochs=13
+"""
+
+from absl import flags
+from absl import logging
+
+from rnn_lm import config as config_lib
+from rnn_lm.bin import common
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "Where config, vocabulary, checkpoints, logs and the SavedModel go; "
+                    "an existing run there is resumed.", required=True)
+# Data.
+flags.DEFINE_string("data_dir", "", "Folder with train.txt, valid.txt, test.txt (UTF-8). "
+                    "Empty: the built-in grammar corpus.")
+flags.DEFINE_enum("level", "word", config_lib.LEVELS, "Tokens are words (split on whitespace) or characters.")
+flags.DEFINE_integer("vocab_size", 0, "Cap on the vocabulary size, <unk> and <eos> included; 0: no cap.")
+flags.DEFINE_integer("min_count", 1, "Training-split words seen fewer times become <unk>.")
+flags.DEFINE_integer("grammar_train_tokens", 1_000_000, "Built-in corpus: training tokens.")
+flags.DEFINE_integer("grammar_max_depth", 2, "Built-in corpus: how deep subject modifiers nest "
+                     "(the distance of subject-verb agreement).")
+flags.DEFINE_integer("grammar_seed", 0, "Built-in corpus: generator seed.")
+# Model.
+flags.DEFINE_enum("cell", "lstm", config_lib.CELL_TYPES, "Recurrent cell.")
+flags.DEFINE_enum("activation", "tanh", config_lib.ACTIVATIONS, "Elman cell activation f.")
+flags.DEFINE_integer("num_layers", 2, "Stacked recurrent layers.")
+flags.DEFINE_integer("hidden_size", 200, "H, units per layer.")
+flags.DEFINE_integer("embedding_size", 200, "Word embedding size; 0: one-hot input.")
+flags.DEFINE_float("dropout", 0.0, "Dropout rate on non-recurrent connections.")
+flags.DEFINE_boolean("tie_embeddings", False, "Share the embedding with the softmax weights "
+                     "(needs --embedding_size == --hidden_size).")
+flags.DEFINE_float("init_scale", 0.1, "Weights start uniform in [-s, s]; 0: Keras' initialisers.")
+# Optimisation.
+flags.DEFINE_integer("batch_size", 20, "Contiguous streams per batch.")
+flags.DEFINE_integer("num_steps", 20, "BPTT window: time steps per training step.")
+flags.DEFINE_integer("epochs", 1, "Passes over the training split.")
+flags.DEFINE_integer("max_steps", 0, "Stop after this many training steps in all; 0: no limit.")
+flags.DEFINE_enum("optimizer", "sgd", config_lib.OPTIMIZERS, "SGD (the lecture's) or Adam.")
+flags.DEFINE_float("learning_rate", 1.0, "Learning rate, for the cost averaged over time steps "
+                   "(a tutorial's rate for the summed cost times --num_steps).")
+flags.DEFINE_float("lr_decay", 1.0, "Learning rate factor per epoch from --decay_start_epoch.")
+flags.DEFINE_integer("decay_start_epoch", 2, "First epoch (1-based) trained with a decayed rate.")
+flags.DEFINE_float("max_grad_norm", 5.0, "Clip gradients to this global norm; 0: no clipping.")
+flags.DEFINE_integer("seed", 0, "Seed of initialisation, dropout and samples.")
+flags.DEFINE_integer("eval_batch_size", 10, "Streams when computing valid/test perplexity.")
+flags.DEFINE_integer("log_every_steps", 100, "Progress line and TensorBoard scalars every N steps.")
+flags.DEFINE_integer("save_every_steps", 0, "Checkpoint every N steps as well as after each epoch.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+flags.DEFINE_integer("sample_tokens", 30, "Length of the sample printed after each epoch.")
+flags.DEFINE_float("sample_temperature", 0.8, "Temperature of those samples; 0: greedy.")
+
+
+def config_from_flags():
+    f = FLAGS
+    return config_lib.Config(
+        model=config_lib.ModelConfig(
+            cell=f.cell, activation=f.activation, num_layers=f.num_layers, hidden_size=f.hidden_size,
+            embedding_size=f.embedding_size, dropout=f.dropout, tie_embeddings=f.tie_embeddings,
+            init_scale=f.init_scale),
+        data=config_lib.DataConfig(
+            data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
+            grammar_seed=f.grammar_seed, grammar_train_tokens=f.grammar_train_tokens,
+            grammar_max_depth=f.grammar_max_depth),
+        train=config_lib.TrainConfig(
+            batch_size=f.batch_size, num_steps=f.num_steps, epochs=f.epochs, max_steps=f.max_steps,
+            optimizer=f.optimizer, learning_rate=f.learning_rate, lr_decay=f.lr_decay,
+            decay_start_epoch=f.decay_start_epoch, max_grad_norm=f.max_grad_norm, seed=f.seed,
+            eval_batch_size=f.eval_batch_size, log_every_steps=f.log_every_steps,
+            save_every_steps=f.save_every_steps, keep_checkpoints=f.keep_checkpoints,
+            sample_tokens=f.sample_tokens, sample_temperature=f.sample_temperature))
+
+
+def main(argv):
+    config = config_from_flags().validate()  # flag errors before TensorFlow loads
+    from rnn_lm import training
+    logging.set_verbosity(logging.INFO)
+    result = training.train(config, FLAGS.model_dir)
+    print(f"valid perplexity {result.valid_perplexity:.2f} "
+          f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
+    print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
+    print(f"sample: {result.sample}")
+    print(f"model directory: {FLAGS.model_dir} (TensorBoard: tensorboard --logdir {FLAGS.model_dir}/logs)")
+
+
+def run():
+    common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,110 @@
+"""The binaries end to end, in fresh processes: train, eval, generate, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_training import write_corpus
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+TINY = ["--num_layers=1", "--hidden_size=16", "--embedding_size=8", "--batch_size=4", "--num_steps=5",
+        "--optimizer=adam", "--learning_rate=0.01", "--sample_tokens=6"]
+
+
+def run(binary, *args):
+    return subprocess.run([sys.executable, "-m", f"rnn_lm.bin.{binary}", *args],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if "error" in l.lower()]
+    assert errors, proc.stderr
+    for needle in needles:
+        assert needle in errors[-1], errors[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bin")
+    data = write_corpus(root / "data", (40, 4, 4))
+    model_dir = str(root / "run")
+    proc = run("train", f"--model_dir={model_dir}", f"--data_dir={data}", "--epochs=2", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return model_dir, data, proc
+
+
+def test_train_writes_a_self_describing_model_dir(trained):
+    model_dir, _, proc = trained
+    assert "test perplexity" in proc.stdout and "sample:" in proc.stdout
+    for name in ("config.json", "vocab.txt", "checkpoints", "logs", "saved_model"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["model"]["hidden_size"] == 16
+    events = [f for _, _, files in os.walk(os.path.join(model_dir, "logs")) for f in files]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+
+
+def test_eval_matches_training_test_perplexity(trained):
+    model_dir, _, train_proc = trained
+    proc = run("eval", f"--model_dir={model_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trained_ppl = float(train_proc.stdout.split("test perplexity ")[1].split()[0])
+    evaluated = float(proc.stdout.split("perplexity ")[1].split(",")[0])
+    assert evaluated == pytest.approx(trained_ppl, rel=1e-3)
+
+
+def test_eval_on_a_text_file_counts_unknown_words(trained, tmp_path):
+    model_dir, _, _ = trained
+    text = tmp_path / "mine.txt"
+    text.write_text("the cake zebra was eaten\n", encoding="utf-8")
+    proc = run("eval", f"--model_dir={model_dir}", f"--text_file={text}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "6 tokens" in proc.stdout and "<unk> 16.67%" in proc.stdout
+
+
+def test_generate_is_reproducible_with_a_seed(trained):
+    model_dir, _, _ = trained
+    args = [f"--model_dir={model_dir}", "--prompt=the cake", "--prompt=", "--seed=3", "--max_tokens=8"]
+    first, second = run("generate", *args), run("generate", *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = first.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("the cake")
+    assert first.stdout == second.stdout
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "empty_dir", "non_utf8", "too_small", "unknown_cell",
+                                  "bad_dropout", "tied_sizes"])
+def test_bad_input_gives_one_line_error(case, tmp_path):
+    data = tmp_path / "data"
+    args = []
+    if case == "missing_dir":
+        needles = ("no such directory",)
+    elif case == "empty_dir":
+        data.mkdir()
+        needles = ("missing train.txt",)
+    elif case == "non_utf8":
+        write_corpus(data)
+        (data / "valid.txt").write_bytes(b"the cake \xff was\n")
+        needles = ("valid.txt", "not UTF-8", "offset 9")
+    elif case == "too_small":
+        write_corpus(data, (1, 1, 1))
+        needles = ("fewer than one batch",)
+    elif case == "unknown_cell":
+        args, needles = ["--cell=transformer"], ("--cell",)
+    elif case == "bad_dropout":
+        args, needles = ["--dropout=1.0"], ("--dropout",)
+    else:
+        args, needles = ["--tie_embeddings", "--embedding_size=8"], ("--tie_embeddings",)
+    model_dir = tmp_path / "run"
+    proc = run("train", f"--model_dir={model_dir}", f"--data_dir={data}", *TINY, *args)
+    assert_one_line_error(proc, *needles)
+    assert not model_dir.exists()
+
+
+def test_eval_of_a_missing_model_dir(tmp_path):
+    assert_one_line_error(run("eval", f"--model_dir={tmp_path / 'nothing'}"), "not an rnn_lm model directory")
