@@ -40,6 +40,24 @@ def dense(x, w):
     return out
 
 
+def distinct_initializer(initializer):
+    """A copy of ``initializer`` that draws new values on every call.
+
+    A Keras 3 initializer seeded with an int, or unseeded, returns the same
+    values each time it is called: shared by the gate matrices of a cell it
+    would make W_xi, W_xf, W_xo and W_xg identical, and the gates redundant.
+    Seeding the copy with a SeedGenerator (itself seeded from Keras' global
+    seed) gives each variable its own values, reproducibly.
+    """
+    initializer = keras.initializers.get(initializer)
+    config = initializer.get_config()
+    if "seed" not in config or not (config["seed"] is None or isinstance(config["seed"], int)):
+        return initializer  # constant, or already drawing fresh values
+    seed = config["seed"]
+    config["seed"] = keras.random.SeedGenerator(seed)
+    return type(initializer).from_config(config)
+
+
 def _first(states):
     """Keras passes single-tensor states as a one-element list."""
     return states[0] if isinstance(states, (list, tuple)) else states
@@ -60,9 +78,9 @@ class _SlideCell(keras.layers.Layer):
         if int(units) <= 0:
             raise ValueError(f"units must be positive, got {units}")
         self.units = int(units)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = distinct_initializer(kernel_initializer)
+        self.recurrent_initializer = distinct_initializer(recurrent_initializer)
+        self.bias_initializer = distinct_initializer(bias_initializer)
 
     @property
     def state_size(self):

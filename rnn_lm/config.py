@@ -84,12 +84,12 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0  # 0: no limit
     optimizer: str = "sgd"
-    learning_rate: float = 1.0
+    learning_rate: float = 20.0  # the tutorial's 1.0 for the summed cost, times num_steps
     lr_decay: float = 1.0
     decay_start_epoch: int = 2
-    max_grad_norm: float = 5.0  # 0: no clipping
+    max_grad_norm: float = 0.25  # the tutorial's 5 / num_steps; 0: no clipping
     seed: int = 0
-    eval_batch_size: int = 10
+    eval_batch_size: int = 1  # one stream: exact perplexity
     log_every_steps: int = 100
     save_every_steps: int = 0  # 0: at the end of each epoch only
     keep_checkpoints: int = 3

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from rnn_lm import cells as cells_lib
+from rnn_lm.cells import distinct_initializer
 from rnn_lm.unroll import unroll
 
 
@@ -33,9 +34,9 @@ class RNNLanguageModel(keras.Model):
             raise ValueError(f"vocab_size must be set (>= 2), got {config.vocab_size}")
         self.config = config
         s = config.init_scale
-        uniform = keras.initializers.RandomUniform(-s, s) if s > 0 else None
-        cell_init = {"kernel_initializer": uniform, "recurrent_initializer": uniform} if uniform else {}
-        self._uniform = uniform
+        self._init = (lambda: keras.initializers.RandomUniform(-s, s)) if s > 0 else None
+        cell_init = ({"kernel_initializer": self._init(), "recurrent_initializer": self._init()}
+                     if self._init else {})
         # One attribute per layer: TensorFlow checkpoints follow attributes,
         # but not the lists Keras 3 tracks layers in.
         for l in range(config.num_layers):
@@ -57,17 +58,17 @@ class RNNLanguageModel(keras.Model):
         if self.built:
             return
         c = self.config
-        init = self._uniform or keras.initializers.RandomUniform(-0.05, 0.05)
+        uniform = self._init or (lambda: keras.initializers.RandomUniform(-0.05, 0.05))
         if c.embedding_size:
             self.embedding = self.add_weight(shape=(c.vocab_size, c.embedding_size),
-                                             initializer=init, name="embedding")
+                                             initializer=distinct_initializer(uniform()), name="embedding")
         in_dim = self.input_size
         for cell in self.cells:
             cell.build((None, in_dim))
             in_dim = c.hidden_size
         if not c.tie_embeddings:
-            self.V = self.add_weight(shape=(c.hidden_size, c.vocab_size),
-                                     initializer=self._uniform or "glorot_uniform", name="V")
+            self.V = self.add_weight(shape=(c.hidden_size, c.vocab_size), name="V",
+                                     initializer=distinct_initializer(self._init() if self._init else "glorot_uniform"))
         self.b_y = self.add_weight(shape=(c.vocab_size,), initializer="zeros", name="b_y")
         self.built = True
 

@@ -33,7 +33,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("bin")
     data = write_corpus(root / "data", (40, 4, 4))
     model_dir = str(root / "run")
-    proc = run("train", f"--model_dir={model_dir}", f"--data_dir={data}", "--epochs=2", *TINY)
+    flagfile = root / "tiny.flags"  # absl flagfiles work, and flags given after them override them
+    flagfile.write_text("\n".join(TINY + ["--epochs=1"]) + "\n")
+    proc = run("train", f"--flagfile={flagfile}", f"--model_dir={model_dir}", f"--data_dir={data}", "--epochs=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return model_dir, data, proc
 
@@ -44,7 +46,8 @@ def test_train_writes_a_self_describing_model_dir(trained):
     for name in ("config.json", "vocab.txt", "checkpoints", "logs", "saved_model"):
         assert os.path.exists(os.path.join(model_dir, name)), name
     with open(os.path.join(model_dir, "config.json")) as f:
-        assert json.load(f)["model"]["hidden_size"] == 16
+        config = json.load(f)
+    assert config["model"]["hidden_size"] == 16 and config["train"]["epochs"] == 2
     events = [f for _, _, files in os.walk(os.path.join(model_dir, "logs")) for f in files]
     assert any(f.startswith("events.out.tfevents") for f in events)
 
@@ -108,3 +111,16 @@ def test_bad_input_gives_one_line_error(case, tmp_path):
 
 def test_eval_of_a_missing_model_dir(tmp_path):
     assert_one_line_error(run("eval", f"--model_dir={tmp_path / 'nothing'}"), "not an rnn_lm model directory")
+
+
+def test_library_code_reads_no_flags():
+    """Flags are defined and read in rnn_lm/bin only."""
+    package = os.path.join(os.path.dirname(__file__), os.pardir, "rnn_lm")
+    for folder, _, files in os.walk(package):
+        if os.path.basename(folder) == "bin":
+            continue
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    source = f.read()
+                assert "absl import flags" not in source and "absl.flags" not in source, name

@@ -289,3 +289,20 @@ def test_gru_is_the_reset_before_form_not_keras_default():
 def test_invalid_arguments_raise_value_error(build):
     with pytest.raises(ValueError):
         build()
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+def test_every_weight_starts_with_its_own_values(kind):
+    """A shared Keras initialiser repeats its values; each gate matrix must get its own."""
+    keras.utils.set_random_seed(5)
+    cell = cells.make_cell(kind, 6)
+    cell.build((None, 6))  # square input weights, so they are comparable with the recurrent ones
+    matrices = [v.numpy() for v in cell.trainable_variables if v.shape.rank == 2]
+    for i, a in enumerate(matrices):
+        for b in matrices[i + 1:]:
+            assert not np.allclose(a, b)
+    keras.utils.set_random_seed(5)
+    again = cells.make_cell(kind, 6)
+    again.build((None, 6))
+    for a, b in zip(cell.trainable_variables, again.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # reproducible from the global seed

@@ -15,7 +15,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A model directory written by rnn-lm-train.", required=True)
 flags.DEFINE_string("text_file", "", "UTF-8 text to score; empty: the --split of the training corpus.")
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when no --text_file is given.")
-flags.DEFINE_integer("batch_size", 10, "Streams scored in parallel (does not change the result).")
+flags.DEFINE_integer("batch_size", 1, "Streams scored in parallel: 1 is exact, more are faster and "
+                     "start each stream from a zero state.")
 flags.DEFINE_integer("num_steps", 35, "Tokens per window (does not change the result).")
 
 

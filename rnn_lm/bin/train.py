@@ -40,13 +40,15 @@ flags.DEFINE_integer("num_steps", 20, "BPTT window: time steps per training step
 flags.DEFINE_integer("epochs", 1, "Passes over the training split.")
 flags.DEFINE_integer("max_steps", 0, "Stop after this many training steps in all; 0: no limit.")
 flags.DEFINE_enum("optimizer", "sgd", config_lib.OPTIMIZERS, "SGD (the lecture's) or Adam.")
-flags.DEFINE_float("learning_rate", 1.0, "Learning rate, for the cost averaged over time steps "
+flags.DEFINE_float("learning_rate", 20.0, "Learning rate, for the cost averaged over time steps "
                    "(a tutorial's rate for the summed cost times --num_steps).")
 flags.DEFINE_float("lr_decay", 1.0, "Learning rate factor per epoch from --decay_start_epoch.")
 flags.DEFINE_integer("decay_start_epoch", 2, "First epoch (1-based) trained with a decayed rate.")
-flags.DEFINE_float("max_grad_norm", 5.0, "Clip gradients to this global norm; 0: no clipping.")
+flags.DEFINE_float("max_grad_norm", 0.25, "Clip gradients to this global norm (of the time-averaged cost's "
+                   "gradient); 0: no clipping.")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, dropout and samples.")
-flags.DEFINE_integer("eval_batch_size", 10, "Streams when computing valid/test perplexity.")
+flags.DEFINE_integer("eval_batch_size", 1, "Streams when computing valid/test perplexity; 1 is exact, "
+                     "more are faster.")
 flags.DEFINE_integer("log_every_steps", 100, "Progress line and TensorBoard scalars every N steps.")
 flags.DEFINE_integer("save_every_steps", 0, "Checkpoint every N steps as well as after each epoch.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
