@@ -95,6 +95,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_tokens: int = 30
     sample_temperature: float = 0.8
+    jit_compile: bool = False  # XLA for the train step
 
     def validate(self):
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",

@@ -21,6 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from rnn_lm import decoding
+from rnn_lm import export as export_lib
 from rnn_lm import losses
 from rnn_lm.config import Config
 from rnn_lm.data import corpus as corpus_lib
@@ -157,6 +158,55 @@ def make_optimizer(train_config):
     return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
 
 
+class TrainStep:
+    """One step of truncated BPTT, with the recurrent state it carries between windows.
+
+    tape -> loss -> gradients -> clip_by_global_norm (the norm before clipping
+    is returned) -> apply_gradients.  Usable without a model directory (the
+    benchmark drives it directly).
+    """
+
+    def __init__(self, model, optimizer, batch_size, max_grad_norm, seed=0, jit_compile=False):
+        self.model = model
+        self.optimizer = optimizer
+        self.max_grad_norm = max_grad_norm
+        self.seed = seed
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # The state carried from one window to the next, kept in variables so
+        # that it stays in the graph and goes into the checkpoint.
+        self._state_structure = model.zero_state(batch_size)
+        self.carried_state = [tf.Variable(z, trainable=False) for z in tf.nest.flatten(self._state_structure)]
+        self._step_fn = tf.function(self._step_impl, jit_compile=jit_compile)
+
+    def __call__(self, inputs, targets):
+        """inputs, targets [B, T] int32 -> {"loss", "grad_norm"}."""
+        return self._step_fn(inputs, targets)
+
+    def _step_impl(self, inputs, targets):
+        state = tf.nest.pack_sequence_as(self._state_structure, [v.read_value() for v in self.carried_state])
+        dropout_seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
+        with tf.GradientTape() as tape:
+            logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)  # [B, T, V]
+            loss = losses.sequence_cross_entropy(logits, targets)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        grad_norm = tf.linalg.global_norm(grads)
+        if self.max_grad_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=grad_norm)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        # The next window starts from this final state; it enters the next
+        # call as a plain value, so no gradient flows back across the edge.
+        for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
+            var.assign(value)
+        self.step.assign_add(1)
+        return {"loss": loss, "grad_norm": grad_norm}
+
+    def reset_state(self):
+        """h_(0) = 0, at the start of each epoch."""
+        for var in self.carried_state:
+            var.assign(tf.zeros_like(var))
+
+
 class Trainer:
     """Owns the model, optimizer, carried state and checkpoint of one model directory."""
 
@@ -169,21 +219,18 @@ class Trainer:
         self.model = RNNLanguageModel(config.model)
         self.optimizer = make_optimizer(t)
         self.optimizer.build(self.model.trainable_variables)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.train_step = TrainStep(self.model, self.optimizer, t.batch_size, t.max_grad_norm, t.seed,
+                                    t.jit_compile)
+        self.step = self.train_step.step
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Data position: windows of the current epoch already trained on.
         self.window = tf.Variable(0, dtype=tf.int64, trainable=False, name="window")
-        # The state carried from one window to the next, kept in variables so
-        # that it lives in the graph and in the checkpoint.
-        self._state_structure = self.model.zero_state(t.batch_size)
-        self.carried_state = [tf.Variable(z, trainable=False) for z in tf.nest.flatten(self._state_structure)]
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-            window=self.window, carried_state=self.carried_state)
+            window=self.window, carried_state=self.train_step.carried_state)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
             step_counter=self.step, checkpoint_name="ckpt")
-        self._train_step = tf.function(self._train_step_impl)
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
 
     def restore(self):
@@ -193,30 +240,6 @@ class Trainer:
             self.checkpoint.restore(path).assert_consumed()
             _check_all_restored(path, self.model)
         return path
-
-    def _train_step_impl(self, inputs, targets):
-        """One step of truncated BPTT on a window: inputs, targets [B, T]."""
-        state = tf.nest.pack_sequence_as(self._state_structure, [v.read_value() for v in self.carried_state])
-        with tf.GradientTape() as tape:
-            dropout_seed = tf.stack([tf.constant(self.config.train.seed, tf.int64), self.step])
-            logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)  # [B, T, V]
-            loss = losses.sequence_cross_entropy(logits, targets)
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        grad_norm = tf.linalg.global_norm(grads)
-        if self.config.train.max_grad_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, self.config.train.max_grad_norm, use_norm=grad_norm)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        # The next window starts from this final state; it enters the next
-        # call as a plain value, so no gradient flows back across the edge.
-        for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
-            var.assign(value)
-        self.step.assign_add(1)
-        return {"loss": loss, "grad_norm": grad_norm}
-
-    def reset_state(self):
-        for var in self.carried_state:
-            var.assign(tf.zeros_like(var))
 
     def sample_text(self, num_tokens, seed, temperature):
         """A sample from the start-of-sentence context, as text."""
@@ -240,7 +263,7 @@ class Trainer:
             lr = t.learning_rate_at(epoch)
             self.optimizer.learning_rate.assign(lr)
             if int(self.window) == 0:
-                self.reset_state()  # each epoch starts from h_(0) = 0
+                self.train_step.reset_state()
             logging.info("epoch %d/%d: learning rate %.4g, %d windows of %dx%d tokens",
                          epoch + 1, t.epochs, lr, windows_per_epoch, t.batch_size, t.num_steps)
             loss_sum, loss_n = 0.0, 0
@@ -248,7 +271,7 @@ class Trainer:
             since_log = 0
             for inputs, targets in pipeline.train_windows(corpus.train, t.batch_size, t.num_steps,
                                                           int(self.window)):
-                metrics = self._train_step(inputs, targets)
+                metrics = self.train_step(inputs, targets)
                 self.window.assign_add(1)
                 step = int(self.step)
                 loss = float(metrics["loss"])
@@ -339,7 +362,6 @@ def train(config, model_dir, export=True):
     logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
                  result.valid_perplexity, result.test_perplexity, result.final_step)
     if export:
-        from rnn_lm import export as export_lib  # only needed at the end
         path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
                                              os.path.join(model_dir, SAVED_MODEL_DIR))
         logging.info("SavedModel written to %s", path)
