@@ -125,7 +125,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.num_steps = num_steps
         self.start_id = start_id
-        self._step = tf.function(self._eval_step, reduce_retracing=True)
+        self._step = tf.function(self._eval_step)
 
     def _eval_step(self, inputs, targets, weights, state):
         logits, state = self.model(inputs, state, training=False)
@@ -257,6 +257,7 @@ class Trainer:
         valid_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "valid"))
         last_save = int(self.step)
         timed_tokens, timed_secs = 0, 0.0
+        validated_at = None
 
         while int(self.epoch) < t.epochs and not self._done():
             epoch = int(self.epoch)
@@ -309,6 +310,7 @@ class Trainer:
             self.epoch.assign_add(1)
             valid_ppl = self.evaluator.perplexity(corpus.valid)
             result.valid_perplexities[epoch + 1] = valid_ppl
+            result.valid_perplexity, validated_at = valid_ppl, int(self.step)
             sample = self.sample_text(t.sample_tokens, t.seed + epoch, t.sample_temperature)
             logging.info("epoch %d done: train perplexity %.2f, valid perplexity %.2f",
                          epoch + 1, math.exp(loss_sum / max(loss_n, 1)), valid_ppl)
@@ -322,6 +324,8 @@ class Trainer:
             self.manager.save()
         train_writer.flush()
         valid_writer.flush()
+        if validated_at != int(self.step):
+            result.valid_perplexity = math.nan  # trained on after the last validation
         result.final_step = int(self.step)
         if timed_secs > 0:
             result.tokens_per_sec = timed_tokens / timed_secs
@@ -355,7 +359,8 @@ def train(config, model_dir, export=True):
                      int(trainer.step), int(trainer.window))
     trainer.fit(corpus, result)
 
-    result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
+    if math.isnan(result.valid_perplexity):
+        result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
     result.test_perplexity = trainer.evaluator.perplexity(corpus.test)
     result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
                                         config.train.sample_temperature)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from test_training import write_corpus
 
@@ -48,8 +49,13 @@ def test_train_writes_a_self_describing_model_dir(trained):
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
     assert config["model"]["hidden_size"] == 16 and config["train"]["epochs"] == 2
-    events = [f for _, _, files in os.walk(os.path.join(model_dir, "logs")) for f in files]
-    assert any(f.startswith("events.out.tfevents") for f in events)
+    for split, expected in [("train", {"loss", "perplexity", "learning_rate", "grad_norm", "tokens_per_sec"}),
+                            ("valid", {"perplexity", "sample"})]:
+        folder = os.path.join(model_dir, "logs", split)
+        tags = {value.tag for name in os.listdir(folder)
+                for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name))
+                for value in event.summary.value}
+        assert expected <= tags, (split, tags)
 
 
 def test_eval_matches_training_test_perplexity(trained):

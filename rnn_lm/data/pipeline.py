@@ -61,25 +61,28 @@ def eval_windows(ids, batch_size, num_steps, start_id):
     """(inputs, targets, weights) windows that score every token of ``ids`` exactly once.
 
     The stream is prefixed with ``start_id`` (``<eos>``, the start-of-sentence
-    context) so that the first token is predicted too, and the last row is
-    padded with weight-0 targets instead of dropping the remainder.  The last
-    window may be shorter than ``num_steps``.
+    context) so that the first token is predicted too, and the rows are
+    padded with weight-0 targets to a whole number of windows instead of
+    dropping the remainder; every window has the static shape
+    [batch_size, num_steps], so the evaluation graph is traced once.
     """
     stream = np.concatenate([[start_id], np.asarray(ids, dtype=np.int32)])
     num_targets = len(stream) - 1
     batch_size = max(1, min(batch_size, num_targets))
-    row_len = -(-num_targets // batch_size)  # targets per row, rounded up
-    padded = np.zeros(batch_size * row_len + 1, dtype=np.int32)
-    padded[:len(stream)] = stream
-    weights = np.zeros(batch_size * row_len, dtype=np.float32)
-    weights[:num_targets] = 1.0
-    # Row b predicts targets [b*L, (b+1)*L); its inputs start one token earlier.
-    starts = np.arange(batch_size)[:, None] * row_len + np.arange(row_len)[None, :]
-    inputs, targets, weights = padded[starts], padded[starts + 1], weights[starts]
+    per_row = -(-num_targets // batch_size)  # targets per row, rounded up
+    row_len = -(-per_row // num_steps) * num_steps  # padded to whole windows
+    # Row b predicts targets [b * per_row, (b + 1) * per_row); inputs start one token earlier.
+    t = np.arange(row_len)[None, :]
+    pos = np.arange(batch_size)[:, None] * per_row + t  # [B, row_len], position of the input
+    real = (t < per_row) & (pos < num_targets)
+    pos = np.where(real, pos, 0)
+    inputs, targets = stream[pos], stream[pos + 1]
+    weights = real.astype(np.float32)
 
     def windows():
         for t in range(0, row_len, num_steps):
             yield inputs[:, t:t + num_steps], targets[:, t:t + num_steps], weights[:, t:t + num_steps]
 
-    spec = (tf.TensorSpec([batch_size, None], tf.int32),) * 2 + (tf.TensorSpec([batch_size, None], tf.float32),)
+    shape = [batch_size, num_steps]
+    spec = (tf.TensorSpec(shape, tf.int32),) * 2 + (tf.TensorSpec(shape, tf.float32),)
     return tf.data.Dataset.from_generator(windows, output_signature=spec).prefetch(tf.data.AUTOTUNE)
