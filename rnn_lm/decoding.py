@@ -15,17 +15,19 @@ def _where_state(mask, new, old):
     return tf.nest.map_structure(lambda n, o: tf.where(mask[:, None], n, o), new, old)
 
 
-def prime(model, prompt_ids, prompt_lengths):
+def prime(model, prompt_ids, prompt_lengths, fused=None):
     """Feeds each row's prompt through ``model``; returns (last logits [B, V], state).
 
     prompt_ids [B, P] int32 (padded on the right), prompt_lengths [B] >= 1.
+    ``fused``: ``model.fuse()``, if the caller already has it.
     """
+    fused = fused or model.fuse()
     batch = tf.shape(prompt_ids)[0]
     state = model.zero_state(batch)
     logits = tf.zeros([batch, model.config.vocab_size])
 
     def body(t, logits, state):
-        step_logits, step_state = model.step(prompt_ids[:, t], state)
+        step_logits, step_state = model.step(prompt_ids[:, t], state, fused)
         live = t < prompt_lengths
         return t + 1, tf.where(live[:, None], step_logits, logits), _where_state(live, step_state, state)
 
@@ -41,7 +43,8 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     positions after it hold ``eos_id``.  ``temperature`` 0 is greedy.
     ``seed`` (int) makes sampling reproducible (stateless random ops).
     """
-    logits, state = prime(model, prompt_ids, prompt_lengths)
+    fused = model.fuse()  # once for the whole generation
+    logits, state = prime(model, prompt_ids, prompt_lengths, fused)
     batch = tf.shape(prompt_ids)[0]
     temperature = tf.cast(temperature, tf.float32)
     seed = tf.cast(seed, tf.int64)
@@ -56,7 +59,7 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
         token = tf.where(finished, eos_id, token)
         lengths += tf.cast(~finished, tf.int32)
         finished |= token == eos_id
-        logits, state = model.step(token, state)
+        logits, state = model.step(token, state, fused)
         return t + 1, logits, state, finished, lengths, out.write(t, token)
 
     def cond(t, logits, state, finished, *_):

@@ -119,12 +119,19 @@ class RNNLanguageModel(keras.Model):
             new_state.append(layer_state)
         return self.output_logits(x), new_state
 
-    def step(self, ids, state):
-        """One token per row, for decoding: ids [B] -> (logits [B, |V|], state)."""
+    def fuse(self):
+        """Every layer's concatenated gate matrices, for a loop of ``step`` calls."""
+        return [cell.fuse() for cell in self.cells]
+
+    def step(self, ids, state, fused=None):
+        """One token per row, for decoding: ids [B] -> (logits [B, |V|], state).
+
+        A decoding loop passes ``fused = model.fuse()``, computed once before
+        the loop, so the gate matrices are not concatenated again per token.
+        """
         x = self.embed(ids)
         new_state = []
-        for cell, layer_state in zip(self.cells, state):
-            fused = cell.fuse()
-            x, layer_state = cell.step(cell.project_inputs(x, fused), layer_state, fused)
+        for cell, layer_state, layer_fused in zip(self.cells, state, fused or self.fuse()):
+            x, layer_state = cell.step(cell.project_inputs(x, layer_fused), layer_state, layer_fused)
             new_state.append(layer_state)
         return self.output_logits(x), new_state

@@ -158,6 +158,16 @@ def make_optimizer(train_config):
     return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
 
 
+def sum_duplicates(grad):
+    """The embedding's gradient comes as IndexedSlices with one row per occurrence of a
+    token; its norm (for clipping) is that of the summed rows, so sum repeated indices."""
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    unique, position = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, position, tf.shape(unique)[0])
+    return tf.IndexedSlices(values, unique, grad.dense_shape)
+
+
 class TrainStep:
     """One step of truncated BPTT, with the recurrent state it carries between windows.
 
@@ -189,7 +199,7 @@ class TrainStep:
             logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)  # [B, T, V]
             loss = losses.sequence_cross_entropy(logits, targets)
         variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = [sum_duplicates(g) for g in tape.gradient(loss, variables)]
         grad_norm = tf.linalg.global_norm(grads)
         if self.max_grad_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=grad_norm)
@@ -232,6 +242,8 @@ class Trainer:
             self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
             step_counter=self.step, checkpoint_name="ckpt")
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
+        self._sample = tf.function(lambda ids, lengths, n, temperature, seed: decoding.sample(
+            self.model, ids, lengths, n, temperature, seed, vocab.eos_id))
 
     def restore(self):
         """Resumes from the latest checkpoint, if any; returns its path or None."""
@@ -243,8 +255,8 @@ class Trainer:
 
     def sample_text(self, num_tokens, seed, temperature):
         """A sample from the start-of-sentence context, as text."""
-        ids, lengths = decoding.sample(self.model, tf.constant([[self.vocab.eos_id]]), tf.constant([1]),
-                                       num_tokens, temperature, seed, self.vocab.eos_id)
+        ids, lengths = self._sample(tf.constant([[self.vocab.eos_id]]), tf.constant([1]), tf.constant(num_tokens),
+                                    tf.constant(temperature, tf.float32), tf.constant(seed, tf.int64))
         tokens = self.vocab.decode(ids[0, :int(lengths[0])].numpy())
         return get_tokenizer(self.config.data.level).detokenize(tokens).strip()
 
