@@ -1,0 +1,561 @@
+"""Benchmark: rnn_lm's train step and generation against Keras' built-in layers (and PyTorch).
+
+What is compared, for one cell and one model size (vocabulary |V|, 2 layers,
+embedding = hidden = H, batch B, window T):
+
+    variant      train step
+    rnn_lm       rnn_lm.training.TrainStep, the one training uses
+    rnn_lm_xla   the same with jit_compile=True
+    keras        Embedding -> 2 x keras.layers.LSTM / GRU(reset_after=False) /
+                 SimpleRNN -> Dense -> mean sparse cross entropy -> tape ->
+                 clip_by_global_norm -> SGD, final state carried into the next
+                 step in variables, exactly as TrainStep does
+    torch        the same with torch.nn.LSTM / GRU / RNN (only if torch imports;
+                 its GRU is the reset-after form, a different function with
+                 the same matmuls)
+
+and greedy generation: ``rnn_lm.decoding.sample`` (the whole token loop is one
+graph call) against the Keras cells called once per token from Python.
+
+How it is timed (see PERF_NOTES.md): on a small shared machine absolute speed
+drifts, so the variants run interleaved, A B C then C B A, round after round,
+in one process; each round gives every variant's seconds per step, and the
+report is the median with the range over rounds, plus the per-round ratio to
+Keras (paired, so drift common to both cancels).
+
+FLOPs are counted analytically, matmuls only (gates, softmax and the loss are
+elementwise and ignored): per token and layer, the input projection 2·in·G·H
+and the recurrence 2·H·G·H (G = 4 LSTM, 3 GRU, 1 Elman), and the softmax
+2·H·|V|; a training step is 3x the forward (the backward pass computes two
+products, for inputs and weights, per forward product).
+
+Memory: TensorFlow allocates in C++, where tracemalloc sees nothing, so the
+numbers are the process' resident set: the current one and the high-water mark
+``ru_maxrss``.  The mark only grows; per variant it says how high the process
+had gone by then, not what that variant needs alone.
+"""
+
+import dataclasses
+import gc
+import itertools
+import os
+import platform
+import resource
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from rnn_lm import decoding
+from rnn_lm import training
+from rnn_lm.config import CELL_TYPES, ModelConfig
+from rnn_lm.errors import RnnLmError
+from rnn_lm.model import RNNLanguageModel
+
+# Speed does not depend on these, as long as the weights stay finite (NaN/inf
+# arithmetic runs at other speeds): with clipping to 0.25, a unit learning
+# rate moves the weights by at most 0.25 per step.
+LEARNING_RATE = 1.0
+MAX_GRAD_NORM = 0.25
+INIT_SCALE = 0.1
+# Pause when switching between TensorFlow and PyTorch: the other runtime's
+# spinning worker threads otherwise slow the next variant (measured ~20 %).
+RUNTIME_SWITCH_PAUSE_S = 0.25
+TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "keras", "torch")
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSize:
+    """One benchmarked model size; the embedding is as wide as the hidden state."""
+    name: str
+    hidden_size: int
+    num_steps: int
+    num_layers: int = 2
+    vocab_size: int = 10_000
+    batch_size: int = 20
+
+    @property
+    def tokens_per_step(self):
+        return self.batch_size * self.num_steps
+
+
+SIZES = {
+    "tiny": ModelSize("tiny", hidden_size=8, num_steps=4, vocab_size=50, batch_size=4),  # for tests
+    "small": ModelSize("small", hidden_size=200, num_steps=20),
+    "medium": ModelSize("medium", hidden_size=650, num_steps=35),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to run; ``rnn_lm.bin.benchmark`` fills it from flags."""
+    cells: tuple = CELL_TYPES
+    configs: tuple = ("small", "medium")  # names in SIZES
+    variants: tuple = TRAIN_VARIANTS
+    rounds: int = 6
+    steps_per_round: int = 3
+    warmup: int = 1
+    generate_tokens: int = 50
+    generate_batch_sizes: tuple = (1, 32)
+    peak_size: int = 2048
+    seed: int = 0
+
+    def validate(self):
+        for name, allowed in (("cells", CELL_TYPES), ("configs", tuple(SIZES)), ("variants", TRAIN_VARIANTS)):
+            values = getattr(self, name)
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise RnnLmError(f"--{name} must be a non-empty list from {', '.join(allowed)}, got "
+                                 f"{','.join(values) or 'nothing'}")
+        for name in ("rounds", "steps_per_round"):
+            if getattr(self, name) <= 0:
+                raise RnnLmError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup", "generate_tokens", "peak_size"):
+            if getattr(self, name) < 0:
+                raise RnnLmError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if any(b <= 0 for b in self.generate_batch_sizes):
+            raise RnnLmError(f"--generate_batch_sizes must be positive, got {self.generate_batch_sizes}")
+        return self
+
+
+# ----------------------------------------------------------------------------
+# FLOPs, peak, memory.
+
+def forward_flops(cell, size):
+    """Matmul FLOPs of one forward pass over a [B, T] batch (multiply-add = 2)."""
+    G, H = GATES[cell], size.hidden_size
+    in_dim = H  # embedding = hidden, so every layer's input is H wide
+    per_token = size.num_layers * (2 * in_dim * G * H + 2 * H * G * H) + 2 * H * size.vocab_size
+    return size.tokens_per_step * per_token
+
+
+def train_flops(cell, size):
+    """Matmul FLOPs of one training step: forward plus a backward of twice the forward."""
+    return 3 * forward_flops(cell, size)
+
+
+def matmul_peak_gflops(n=2048, repeats=3, rounds=3):
+    """The fp32 rate TensorFlow reaches on n x n x n matmuls: {median, min, max} GFLOP/s over rounds."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    mm = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))  # a scalar out: no copy to time
+    float(mm(a, b))
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            float(mm(a, b))
+        rates.append(2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9)
+    return summarize(rates)
+
+
+def rss_mb():
+    """Current resident set of this process (Linux), MB."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def max_rss_mb():
+    """High-water mark of the resident set, MB (ru_maxrss is in KB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_info():
+    """What the numbers were measured on."""
+    cpu, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not cpu:
+                    cpu = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    return {"cpu": cpu or platform.processor(), "cpus": os.cpu_count(), "avx512f": "avx512f" in flags,
+            "avx512_bf16": "avx512_bf16" in flags, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "torch": torch_version(),
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
+
+
+def torch_version():
+    """PyTorch's version, or None when it does not import (it is optional)."""
+    try:
+        import torch
+    except Exception:  # any failure to import means: no PyTorch variant
+        return None
+    return torch.__version__
+
+
+# ----------------------------------------------------------------------------
+# The compared train steps.
+
+def random_batches(size, count=4, seed=0):
+    """``count`` (inputs, targets) pairs of uniform random ids, int32 [B, T] numpy arrays."""
+    rng = np.random.default_rng(seed)
+    shape = (count, 2, size.batch_size, size.num_steps)
+    return [(x, y) for x, y in rng.integers(0, size.vocab_size, shape, dtype=np.int32)]
+
+
+def make_rnn_lm(cell, size, seed=0):
+    """rnn_lm's language model at ``size``, initialised uniform(-0.1, 0.1) like training."""
+    keras.utils.set_random_seed(seed)
+    return RNNLanguageModel(ModelConfig(
+        vocab_size=size.vocab_size, cell=cell, num_layers=size.num_layers, hidden_size=size.hidden_size,
+        embedding_size=size.hidden_size, init_scale=INIT_SCALE))
+
+
+def make_rnn_lm_step(model, size, jit_compile=False):
+    """rnn_lm's real train step (``training.TrainStep``) with SGD on ``model``."""
+    optimizer = keras.optimizers.SGD(LEARNING_RATE)
+    optimizer.build(model.trainable_variables)
+    return training.TrainStep(model, optimizer, size.batch_size, MAX_GRAD_NORM, jit_compile=jit_compile)
+
+
+class KerasLM(keras.Model):
+    """The same language model on Keras' built-in layers.
+
+    Embedding [|V|, H] -> num_layers x (LSTM | GRU(reset_after=False) |
+    SimpleRNN) -> Dense(|V|).  ``reset_after=False`` is the lecture's GRU (the
+    reset gate before the product with W_hg), the one rnn_lm implements.
+    """
+
+    LAYERS = {"lstm": keras.layers.LSTM, "gru": lambda H, **kw: keras.layers.GRU(H, reset_after=False, **kw),
+              "elman": keras.layers.SimpleRNN}
+
+    def __init__(self, cell, size, **kwargs):
+        super().__init__(**kwargs)
+        self.cell_type = cell
+        self.size = size
+        H = size.hidden_size
+        self.embedding = keras.layers.Embedding(size.vocab_size, H)
+        self.rnn_layers = [self.LAYERS[cell](H, return_sequences=True, return_state=True)
+                           for _ in range(size.num_layers)]
+        self.dense = keras.layers.Dense(size.vocab_size)
+        self.embedding.build((None, None))
+        for layer in self.rnn_layers:
+            layer.build((None, None, H))
+        self.dense.build((None, H))
+
+    def zero_state(self, batch_size):
+        """Per layer, the list of state tensors Keras takes as ``initial_state``."""
+        n = 2 if self.cell_type == "lstm" else 1
+        return [[tf.zeros([batch_size, self.size.hidden_size])] * n for _ in self.rnn_layers]
+
+    def call(self, ids, state):
+        """ids [B, T] -> (logits [B, T, |V|], final state)."""
+        x = self.embedding(ids)
+        new_state = []
+        for layer, layer_state in zip(self.rnn_layers, state):
+            x, *layer_state = layer(x, initial_state=layer_state)  # x: [B, T, H]
+            new_state.append(layer_state)
+        return self.dense(x), new_state
+
+    def copy_from(self, model):
+        """Takes the weights of an rnn_lm ``RNNLanguageModel`` of the same cell and size.
+
+        Keras fuses each cell's gates into one kernel, recurrent kernel and
+        bias, in its own gate order: LSTM i, f, c(= the lecture's g), o; GRU
+        z, r, h(= g).  If this mapping were wrong the two models would compute
+        different losses, which the tests check.
+        """
+        order = {"lstm": "ifgo", "gru": "zrg"}.get(self.cell_type)
+        self.embedding.embeddings.assign(model.embedding)
+        for layer, cell in zip(self.rnn_layers, model.cells):
+            kernel, recurrent, bias = layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias
+            if order is None:  # Elman: h = tanh(x W + h U + b)
+                kernel.assign(cell.W), recurrent.assign(cell.U), bias.assign(cell.b)
+                continue
+            kernel.assign(tf.concat([getattr(cell, f"W_x{g}") for g in order], axis=1))
+            recurrent.assign(tf.concat([getattr(cell, f"W_h{g}") for g in order], axis=1))
+            bias.assign(tf.concat([getattr(cell, f"b_{g}") for g in order], axis=0))
+        self.dense.kernel.assign(model.V)
+        self.dense.bias.assign(model.b_y)
+
+
+class KerasTrainStep:
+    """TrainStep's work on ``KerasLM``: loss, tape, clip_by_global_norm, SGD, carried state."""
+
+    def __init__(self, model, batch_size):
+        self.model = model
+        self.optimizer = keras.optimizers.SGD(LEARNING_RATE)
+        self.optimizer.build(model.trainable_variables)
+        self._structure = model.zero_state(batch_size)
+        self.carried_state = [tf.Variable(z, trainable=False) for z in tf.nest.flatten(self._structure)]
+        self._step_fn = tf.function(self._step)
+
+    def __call__(self, inputs, targets):
+        """inputs, targets [B, T] int32 -> {"loss", "grad_norm"}."""
+        return self._step_fn(inputs, targets)
+
+    def _step(self, inputs, targets):
+        state = tf.nest.pack_sequence_as(self._structure, [v.read_value() for v in self.carried_state])
+        with tf.GradientTape() as tape:
+            logits, new_state = self.model(inputs, state)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        variables = self.model.trainable_variables
+        grads = [training.sum_duplicates(g) for g in tape.gradient(loss, variables)]
+        grads, grad_norm = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
+            var.assign(value)  # read as a plain value next step: backprop stops at the window edge
+        return {"loss": loss, "grad_norm": grad_norm}
+
+
+def make_keras_step(cell, size, weights_from):
+    """(KerasLM with the weights of the rnn_lm model ``weights_from``, its train step)."""
+    model = KerasLM(cell, size)
+    model.copy_from(weights_from)
+    return model, KerasTrainStep(model, size.batch_size)
+
+
+def make_torch_step(cell, size, batches, seed=0):
+    """The same step in PyTorch, as a callable returning the loss; needs ``import torch``."""
+    import torch
+
+    torch.manual_seed(seed)
+    H, V, L, B = size.hidden_size, size.vocab_size, size.num_layers, size.batch_size
+    rnn_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}[cell]
+    embedding = torch.nn.Embedding(V, H)
+    rnn = rnn_class(H, H, num_layers=L, batch_first=True)
+    dense = torch.nn.Linear(H, V)
+    params = [*embedding.parameters(), *rnn.parameters(), *dense.parameters()]
+    optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
+    data = itertools.cycle([(torch.from_numpy(x).long(), torch.from_numpy(y).long()) for x, y in batches])
+    zeros = torch.zeros(L, B, H)
+    state = (zeros, zeros.clone()) if cell == "lstm" else zeros
+
+    def step():
+        nonlocal state
+        inputs, targets = next(data)
+        optimizer.zero_grad(set_to_none=True)
+        outputs, new_state = rnn(embedding(inputs), state)  # [B, T, H]
+        loss = torch.nn.functional.cross_entropy(dense(outputs).reshape(-1, V), targets.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        optimizer.step()
+        # Detached: the next window's backward stops here (truncated BPTT).
+        state = tuple(s.detach() for s in new_state) if cell == "lstm" else new_state.detach()
+        return loss.item()
+
+    return step
+
+
+def _tf_step_fn(step, batches):
+    """A TrainStep-like object as a no-argument callable returning the loss (which syncs)."""
+    data = itertools.cycle([(tf.constant(x), tf.constant(y)) for x, y in batches])
+
+    def run():
+        return float(step(*next(data))["loss"])
+
+    return run
+
+
+# ----------------------------------------------------------------------------
+# Timing.
+
+def summarize(values):
+    """{median, min, max} of a list of numbers."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def first_call_and_warmup(fn, warmup):
+    """Seconds of the first call (tracing, XLA compiling), then ``warmup`` untimed calls."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        fn()
+    return first
+
+
+def interleaved(fns, rounds, calls_per_round, runtimes=None):
+    """Times ``fns`` (name -> no-argument callable) interleaved.
+
+    Returns (name -> [seconds per call, one per round], name -> what its last call returned).
+
+    Round r runs every callable ``calls_per_round`` times, in the given order
+    when r is even and reversed when odd, so that no variant always follows
+    the same neighbour.  ``runtimes`` (name -> "tf" or "torch") adds an
+    untimed pause where the runtime changes.
+    """
+    names = list(fns)
+    times, last = {name: [] for name in names}, {}
+    previous = None
+    # Building graphs leaves many Python objects behind; a full garbage
+    # collection landing inside a timed round cost up to 0.2 s.  Collect
+    # now and not while timing (as timeit does).
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                runtime = (runtimes or {}).get(name, "tf")
+                if previous is not None and runtime != previous:
+                    time.sleep(RUNTIME_SWITCH_PAUSE_S)
+                previous = runtime
+                start = time.perf_counter()
+                for _ in range(calls_per_round):
+                    last[name] = fns[name]()
+                times[name].append((time.perf_counter() - start) / calls_per_round)
+    finally:
+        gc.enable()
+    return times, last
+
+
+def _paired_ratio(base, other):
+    """Per-round base/other: how many times faster ``other`` is than ``base``."""
+    return summarize([b / o for b, o in zip(base, other)])
+
+
+# ----------------------------------------------------------------------------
+# The two benchmarks.
+
+def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_round=5, warmup=2,
+                       seed=0, peak_gflops=None):
+    """Training speed of ``variants`` for one cell and size; returns one result dict per variant.
+
+    All variants start from the same weights (the torch one excepted) and
+    train on the same random batches; "torch" is dropped when it does not
+    import.
+    """
+    batches = random_batches(size, seed=seed)
+    fns, runtimes, rows = {}, {}, {}
+    for variant in variants:
+        if variant == "torch" and torch_version() is None:
+            continue
+        logging.info("%s %s: building %s", size.name, cell, variant)
+        if variant == "torch":
+            fns[variant] = make_torch_step(cell, size, batches, seed)
+            runtimes[variant] = "torch"
+        elif variant == "keras":
+            _, step = make_keras_step(cell, size, make_rnn_lm(cell, size, seed))
+            fns[variant] = _tf_step_fn(step, batches)
+        else:
+            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed), size, jit_compile=variant == "rnn_lm_xla")
+            fns[variant] = _tf_step_fn(step, batches)
+    # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
+    # TensorFlow's kernel cache, and the next call of an already warm step
+    # would pay to rebuild it (0.5 s at small size) inside a timed round.
+    for variant, fn in fns.items():
+        first = first_call_and_warmup(fn, warmup)
+        rows[variant] = {"config": size.name, "cell": cell, "variant": variant, "first_call_s": first,
+                         "rss_mb": rss_mb(), "max_rss_mb": max_rss_mb()}
+    logging.info("%s %s: timing %s, %d rounds of %d steps", size.name, cell, ", ".join(fns), rounds,
+                 steps_per_round)
+    times, losses = interleaved(fns, rounds, steps_per_round, runtimes)
+    flops, tokens = train_flops(cell, size), size.tokens_per_step
+    for variant, secs in times.items():
+        gflops = summarize([flops / s / 1e9 for s in secs])
+        rows[variant].update(
+            tokens_per_step=tokens, flops_per_step=flops, sec_per_step=summarize(secs), round_secs=secs,
+            tokens_per_sec=summarize([tokens / s for s in secs]), gflops=gflops,
+            percent_of_peak=100 * gflops["median"] / peak_gflops if peak_gflops else None,
+            vs_keras=_paired_ratio(times["keras"], secs) if "keras" in times else None,
+            final_loss=losses[variant])
+    return list(rows.values())
+
+
+def _rnn_lm_generator(model, batch_size, num_tokens):
+    """Greedy generation with rnn_lm's in-graph loop: one graph call for all tokens."""
+    # eos_id -1 is never produced, so every row runs the full num_tokens.
+    sample = tf.function(lambda prompt, lengths: decoding.sample(
+        model, prompt, lengths, num_tokens, 0.0, 0, eos_id=-1))
+    prompt, lengths = tf.zeros([batch_size, 1], tf.int32), tf.ones([batch_size], tf.int32)
+    return lambda: sample(prompt, lengths)[0].numpy()  # [B, num_tokens]
+
+
+def _keras_generator(model, batch_size, num_tokens):
+    """Greedy generation with the Keras cells, one tf.function call per token from Python."""
+
+    @tf.function
+    def step(token, state):  # token [B] -> (next token [B], state)
+        x = model.embedding(token)
+        new_state = []
+        for layer, layer_state in zip(model.rnn_layers, state):
+            x, layer_state = layer.cell(x, layer_state)
+            new_state.append(list(layer_state))
+        return tf.argmax(model.dense(x), axis=-1, output_type=tf.int32), new_state
+
+    def run():
+        token, state = tf.zeros([batch_size], tf.int32), model.zero_state(batch_size)
+        tokens = []
+        for _ in range(num_tokens):
+            token, state = step(token, state)
+            tokens.append(token)
+        return tf.stack(tokens, axis=1).numpy()  # [B, num_tokens]
+
+    return run
+
+
+def benchmark_generation(cell, size, batch_sizes=(1, 32), num_tokens=100, rounds=6, seed=0):
+    """Greedy ms/token, rnn_lm's ``decoding.sample`` against per-token Keras calls, same weights.
+
+    Returns one dict per batch size; ``tokens_agree`` is the fraction of
+    generated positions where both chose the same token (float rounding can
+    flip a near-tie, after which the rows diverge).
+    """
+    model = make_rnn_lm(cell, size, seed)
+    keras_model = KerasLM(cell, size)
+    keras_model.copy_from(model)
+    rows = []
+    for batch_size in batch_sizes:
+        fns = {"rnn_lm": _rnn_lm_generator(model, batch_size, num_tokens),
+               "keras": _keras_generator(keras_model, batch_size, num_tokens)}
+        first = {name: first_call_and_warmup(fn, 0) for name, fn in fns.items()}
+        agree = float(np.mean(fns["rnn_lm"]() == fns["keras"]()))  # also the warm-up call
+        logging.info("%s %s: timing generation at batch %d", size.name, cell, batch_size)
+        times, _ = interleaved(fns, rounds, 1)
+        ms = {name: [1000 * s / num_tokens for s in secs] for name, secs in times.items()}
+        rows.append({"config": size.name, "cell": cell, "batch_size": batch_size, "tokens": num_tokens,
+                     "ms_per_token": {name: summarize(v) for name, v in ms.items()},
+                     "first_call_s": first, "rnn_lm_vs_keras": _paired_ratio(ms["keras"], ms["rnn_lm"]),
+                     "tokens_agree": agree})
+    return rows
+
+
+NOTES = [
+    "tokens/s and ms/token: median [min-max] over interleaved rounds; x keras: per-round paired ratio "
+    "(>1 is faster than Keras)",
+    "GFLOP/s counts matmuls only (input projection, recurrence, softmax), training = 3 x forward",
+    "memory: resident set (ru_maxrss high-water mark, and current); tracemalloc cannot see TensorFlow's "
+    "C++ allocations. The mark only grows, so per-variant values are cumulative.",
+    "rnn_lm generation runs num_tokens + 1 model steps (priming the 1-token prompt, and a final step "
+    "whose logits are unused); Keras runs num_tokens",
+]
+
+
+def run(settings):
+    """Runs everything ``settings`` asks for; returns the JSON-ready results."""
+    settings.validate()
+    results = {"machine": machine_info(), "settings": dataclasses.asdict(settings), "train": [],
+               "generate": [], "notes": list(NOTES)}
+    if "torch" in settings.variants:
+        results["notes"].append(
+            "PyTorch does not import here: its variant was skipped" if torch_version() is None else
+            "torch.nn.GRU is the reset-after GRU: a different function with the same matmuls")
+    results["matmul_peak"], peak = None, None
+    if settings.peak_size:
+        logging.info("matmul peak, %d^3", settings.peak_size)
+        results["matmul_peak"] = {"size": settings.peak_size, "gflops": matmul_peak_gflops(settings.peak_size)}
+        peak = results["matmul_peak"]["gflops"]["median"]
+    for name in settings.configs:
+        for cell in settings.cells:
+            size = SIZES[name]
+            results["train"] += benchmark_training(
+                cell, size, settings.variants, settings.rounds, settings.steps_per_round, settings.warmup,
+                settings.seed, peak)
+            if settings.generate_tokens:
+                results["generate"] += benchmark_generation(
+                    cell, size, settings.generate_batch_sizes, settings.generate_tokens, settings.rounds,
+                    settings.seed)
+    results["max_rss_mb"] = max_rss_mb()
+    return results

@@ -1,0 +1,127 @@
+"""rnn-lm-benchmark: rnn_lm's training and generation speed against Keras' built-in layers.
+
+    rnn-lm-benchmark --json_out=bench.json                    # everything (~15 min on 2 cores)
+    rnn-lm-benchmark --configs=small --cells=lstm --rounds=4  # a quick look
+
+Compares, in one process and interleaved, rnn_lm's real train step (with and
+without XLA), the same step on keras.layers.LSTM / GRU(reset_after=False) /
+SimpleRNN, and PyTorch when it imports; then greedy generation.  See
+rnn_lm/benchmark.py for what is measured and how.
+"""
+
+import json
+import logging as std_logging
+import os
+
+from absl import flags
+from absl import logging
+
+from rnn_lm.bin import common
+from rnn_lm.errors import RnnLmError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("cells", ["lstm", "gru", "elman"], "Cells to benchmark.")
+flags.DEFINE_list("configs", ["small", "medium"], "Model sizes: small (H=200, 20 steps), medium (H=650, "
+                  "35 steps), both with vocabulary 10,000, 2 layers, batch 20; tiny is for tests.")
+flags.DEFINE_list("jit", ["off", "on"], "Which of rnn_lm's train steps to time: off (graph), on (XLA).")
+flags.DEFINE_enum("torch", "auto", ["auto", "off"], "auto: include PyTorch when it imports.")
+flags.DEFINE_integer("rounds", 6, "Interleaved rounds (order reversed every other round).")
+flags.DEFINE_integer("steps_per_round", 3, "Train steps of each variant per round.")
+flags.DEFINE_integer("warmup", 1, "Untimed steps of each variant after its first (tracing) call.")
+flags.DEFINE_integer("generate_tokens", 50, "Tokens per greedy generation; 0: skip generation.")
+flags.DEFINE_list("generate_batch_sizes", ["1", "32"], "Batch sizes of the generation benchmark.")
+flags.DEFINE_integer("peak_size", 2048, "n of the n x n x n matmuls that measure the fp32 peak; 0: skip.")
+flags.DEFINE_integer("seed", 0, "Seed of weights and random batches.")
+flags.DEFINE_string("json_out", "", "Also write all results here as JSON.")
+
+JIT_VARIANTS = {"off": "rnn_lm", "on": "rnn_lm_xla"}
+
+
+def settings_from_flags(benchmark):
+    f = FLAGS
+    bad_jit = [j for j in f.jit if j not in JIT_VARIANTS]
+    if bad_jit or not f.jit:
+        raise RnnLmError(f"--jit must be a non-empty list of off, on; got {','.join(f.jit) or 'nothing'}")
+    try:
+        batch_sizes = tuple(int(b) for b in f.generate_batch_sizes)
+    except ValueError:
+        raise RnnLmError(f"--generate_batch_sizes must be integers, got {','.join(f.generate_batch_sizes)}")
+    variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit)) + ("keras",)
+    if f.torch == "auto":
+        variants += ("torch",)
+    return benchmark.Settings(
+        cells=tuple(f.cells), configs=tuple(f.configs), variants=variants, rounds=f.rounds,
+        steps_per_round=f.steps_per_round, warmup=f.warmup, generate_tokens=f.generate_tokens,
+        generate_batch_sizes=batch_sizes, peak_size=f.peak_size, seed=f.seed).validate()
+
+
+def _range(s, fmt="{:.0f}"):
+    """'median [min-max]'."""
+    return f"{fmt.format(s['median'])} [{fmt.format(s['min'])}–{fmt.format(s['max'])}]"
+
+
+def print_report(results):
+    m = results["machine"]
+    print(f"machine: {m['cpu']}, {m['cpus']} CPUs, AVX-512 {'yes' if m['avx512f'] else 'no'}; "
+          f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, PyTorch {m['torch'] or 'not importable'}")
+    peak = results["matmul_peak"]
+    if peak:
+        n = peak["size"]
+        print(f"fp32 matmul peak (TensorFlow, {n}x{n}x{n}): {_range(peak['gflops'], '{:.1f}')} GFLOP/s")
+    s = results["settings"]
+    if results["train"]:
+        print(f"\ntraining: {s['rounds']} interleaved rounds of {s['steps_per_round']} steps, "
+              f"tokens/s median [min–max]")
+        header = (f"{'config':<7}{'cell':<6}{'variant':<11}{'tokens/s':>22}{'x keras':>19}"
+                  f"{'GFLOP/s':>9}{'%peak':>7}{'1st call s':>11}{'RSS MB':>8}{'max RSS':>9}")
+        print(header)
+        print("-" * len(header))
+        for r in results["train"]:
+            ratio = _range(r["vs_keras"], "{:.2f}") if r["vs_keras"] else "-"
+            pct = f"{r['percent_of_peak']:.0f}" if r["percent_of_peak"] is not None else "-"
+            print(f"{r['config']:<7}{r['cell']:<6}{r['variant']:<11}{_range(r['tokens_per_sec']):>22}"
+                  f"{ratio:>19}{r['gflops']['median']:>9.1f}{pct:>7}{r['first_call_s']:>11.1f}"
+                  f"{r['rss_mb']:>8.0f}{r['max_rss_mb']:>9.0f}")
+    if results["generate"]:
+        print(f"\ngreedy generation, {s['generate_tokens']} tokens, ms/token median [min–max]")
+        header = (f"{'config':<7}{'cell':<6}{'batch':>5}{'rnn_lm (in-graph)':>24}"
+                  f"{'keras (per token)':>24}{'rnn_lm x':>19}{'agree':>7}")
+        print(header)
+        print("-" * len(header))
+        for r in results["generate"]:
+            ms = r["ms_per_token"]
+            print(f"{r['config']:<7}{r['cell']:<6}{r['batch_size']:>5}{_range(ms['rnn_lm'], '{:.3f}'):>24}"
+                  f"{_range(ms['keras'], '{:.3f}'):>24}{_range(r['rnn_lm_vs_keras'], '{:.2f}'):>19}"
+                  f"{r['tokens_agree']:>7.2f}")
+    print(f"\npeak resident set (ru_maxrss): {results['max_rss_mb']:.0f} MB")
+    for note in results["notes"]:
+        print(f"note: {note}")
+
+
+def main(argv):
+    from rnn_lm import benchmark  # loads TensorFlow
+    import tensorflow as tf
+
+    settings = settings_from_flags(benchmark)
+    if FLAGS.json_out and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.json_out))):
+        raise RnnLmError(f"--json_out: no folder {os.path.dirname(FLAGS.json_out)}")
+    logging.set_verbosity(logging.INFO)
+    # Every variant wraps the same Python method in its own tf.function, which
+    # TensorFlow's retracing heuristic reports as retracing; it is not.
+    tf.get_logger().setLevel(std_logging.ERROR)
+    results = benchmark.run(settings)
+    print_report(results)
+    if FLAGS.json_out:
+        with open(FLAGS.json_out, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        print(f"results written to {FLAGS.json_out}")
+
+
+def run():
+    common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,110 @@
+"""The benchmark compares equivalent work, counts FLOPs right, and its binary runs end to end.
+
+Timings are never asserted: they depend on the machine and its load.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rnn_lm import benchmark
+
+TINY = benchmark.SIZES["tiny"]  # vocabulary 50, H 8, 2 layers, T 4, batch 4
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_keras_step_computes_what_rnn_lm_step_computes(cell):
+    """Same weights in, same loss and gradient norm out, over two steps (state carried, SGD applied).
+
+    This is what makes the speed comparison fair: the Keras layers, given
+    rnn_lm's slide-named weights in their own fused gate order, are the same
+    function, and the two steps apply the same update.
+    """
+    model = benchmark.make_rnn_lm(cell, TINY, seed=3)
+    ours = benchmark.make_rnn_lm_step(model, TINY)
+    _, theirs = benchmark.make_keras_step(cell, TINY, model)
+    for inputs, targets in benchmark.random_batches(TINY, count=2, seed=1):
+        a, b = ours(inputs, targets), theirs(inputs, targets)
+        np.testing.assert_allclose(float(a["loss"]), float(b["loss"]), rtol=1e-5)
+        np.testing.assert_allclose(float(a["grad_norm"]), float(b["grad_norm"]), rtol=1e-5)
+    assert float(a["grad_norm"]) > benchmark.MAX_GRAD_NORM  # clipping was exercised too
+
+
+def test_a_wrong_gate_order_would_be_caught():
+    """The check above has teeth: LSTM weights copied in the slides' order i, f, o, g differ."""
+    model = benchmark.make_rnn_lm("lstm", TINY, seed=3)
+    keras_model = benchmark.KerasLM("lstm", TINY)
+    keras_model.copy_from(model)
+    kernel = keras_model.rnn_layers[0].cell.kernel
+    i, f, g, o = tf.split(kernel, 4, axis=1)
+    kernel.assign(tf.concat([i, f, o, g], axis=1))
+    inputs, _ = benchmark.random_batches(TINY, count=1)[0]
+    state = model.zero_state(TINY.batch_size)
+    ours, _ = model(inputs, state)
+    theirs, _ = keras_model(inputs, keras_model.zero_state(TINY.batch_size))
+    assert np.max(np.abs(ours.numpy() - theirs.numpy())) > 1e-4
+
+
+def test_flops_of_the_tiny_config_by_hand():
+    # Tiny: H = E = 8, |V| = 50, 2 layers, B x T = 4 x 4 = 16 tokens.  Per token:
+    #   LSTM  (4 gates, 32 columns): layer = 2*8*32 (input) + 2*8*32 (recurrent) = 1024, x2 = 2048
+    #   GRU   (3 gates, 24 columns): layer = 2*8*24 + 2*8*24 = 768, x2 = 1536
+    #   Elman (1 gate,   8 columns): layer = 2*8*8 + 2*8*8 = 256, x2 = 512
+    #   softmax: 2*8*50 = 800
+    # Training = 3 x forward.
+    assert benchmark.forward_flops("lstm", TINY) == 16 * (2048 + 800) == 45_568
+    assert benchmark.train_flops("lstm", TINY) == 136_704
+    assert benchmark.train_flops("gru", TINY) == 3 * 16 * (1536 + 800) == 112_128
+    assert benchmark.train_flops("elman", TINY) == 3 * 16 * (512 + 800) == 62_976
+    # Medium LSTM: per token 2 * (2*650*2600 * 2) + 2*650*10000 = 26.52M, x 700 tokens x 3.
+    assert benchmark.train_flops("lstm", benchmark.SIZES["medium"]) == 55_692_000_000
+
+
+def test_interleaving_reverses_the_order_every_other_round():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name) or name) for name in "ABC"}
+    times, last = benchmark.interleaved(fns, rounds=3, calls_per_round=2)
+    assert "".join(calls) == "AABBCC" "CCBBAA" "AABBCC"
+    assert {name: len(t) for name, t in times.items()} == {"A": 3, "B": 3, "C": 3}
+    assert last == {"A": "A", "B": "B", "C": "C"}
+
+
+def _run_binary(*flags):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "rnn_lm.bin.benchmark", *flags],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_binary_end_to_end_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _run_binary("--configs=tiny", "--cells=gru", "--rounds=2", "--steps_per_round=1", "--warmup=0",
+                       "--jit=off", "--torch=off", "--generate_tokens=3", "--generate_batch_sizes=1,2",
+                       "--peak_size=64", f"--json_out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tokens/s" in proc.stdout and "ms/token" in proc.stdout
+    results = json.loads(out.read_text())
+    assert {"machine", "settings", "matmul_peak", "train", "generate", "max_rss_mb", "notes"} <= set(results)
+    assert results["matmul_peak"]["gflops"]["median"] > 0
+    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "keras"]
+    for row in results["train"]:
+        assert row["flops_per_step"] == 112_128
+        assert row["tokens_per_sec"]["min"] <= row["tokens_per_sec"]["median"] <= row["tokens_per_sec"]["max"]
+        assert {"gflops", "percent_of_peak", "vs_keras", "first_call_s", "rss_mb", "max_rss_mb"} <= set(row)
+        assert np.isfinite(row["final_loss"])
+    assert [r["batch_size"] for r in results["generate"]] == [1, 2]
+    for row in results["generate"]:
+        assert set(row["ms_per_token"]) == {"rnn_lm", "keras"}
+        assert row["tokens_agree"] == 1.0  # same weights, same greedy tokens
+    assert results["max_rss_mb"] > 0
+
+
+def test_binary_rejects_an_unknown_config():
+    proc = _run_binary("--configs=huge")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "--configs" in proc.stderr.strip().splitlines()[-1]
