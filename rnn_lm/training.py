@@ -1,13 +1,6 @@
 """Training and evaluation: the train step, the epoch loop, checkpoints, summaries, resume.
 
-A model directory holds everything needed to continue or use a run:
-
-    config.json     the resolved Config (what was trained)
-    vocab.txt       the vocabulary, one token per line, in id order
-    checkpoints/    tf.train.CheckpointManager checkpoints: model, optimizer,
-                    step, epoch, data position and the carried state
-    logs/           TensorBoard events (train/ and valid/)
-    saved_model/    the exported SavedModel (written at the end)
+The model directory's layout is described in ``rnn_lm.model_dir``.
 """
 
 import dataclasses
@@ -31,9 +24,7 @@ from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError
 from rnn_lm.model import RNNLanguageModel
 
-CHECKPOINT_DIR = "checkpoints"
-LOG_DIR = "logs"
-SAVED_MODEL_DIR = "saved_model"
+from rnn_lm.model_dir import CHECKPOINT_DIR, LOG_DIR, SAVED_MODEL_DIR, prepare
 
 
 @dataclasses.dataclass
@@ -47,42 +38,6 @@ class TrainResult:
     tokens_per_sec: float = math.nan
     sample: str = ""
     final_step: int = 0
-
-
-# ----------------------------------------------------------------------------
-# The model directory.
-
-def prepare(config, model_dir):
-    """Reads the corpus and checks ``config`` against ``model_dir`` before anything is written.
-
-    A model directory that already holds a run must have been trained on the
-    same data with the same model; the training schedule may change (to
-    continue a run with more epochs, for example).  Returns (config with the
-    vocabulary size filled in, corpus).
-    """
-    config.validate()
-    stored = Config.load(model_dir) if os.path.isfile(os.path.join(model_dir, "config.json")) else None
-    vocab = None
-    if stored is not None:
-        _check_same_run(stored, config, model_dir)
-        vocab = Vocabulary.load(model_dir)
-    corpus = corpus_lib.load_corpus(config.data, vocab)
-    config = config.replace(model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
-    if stored is not None and stored.model != config.model:
-        raise RnnLmError(f"--model_dir {model_dir} holds a {stored.model.describe()} model; "
-                         f"the flags ask for {config.model.describe()}")
-    pipeline.check_trainable(len(corpus.train), config.train.batch_size, config.train.num_steps)
-    return config, corpus
-
-
-def _check_same_run(stored, config, model_dir):
-    for part in ("model", "data"):
-        old = {k: v for k, v in dataclasses.asdict(getattr(stored, part)).items() if k != "vocab_size" or part == "data"}
-        new = dataclasses.asdict(getattr(config, part))
-        diff = [f"--{k}={old[k]!r} (flags say {new[k]!r})" for k in sorted(old) if old[k] != new[k]]
-        if diff:
-            raise RnnLmError(f"--model_dir {model_dir} was trained with {', '.join(diff)}; "
-                             "use the same settings to resume, or a new --model_dir")
 
 
 def load_model(model_dir):
@@ -107,7 +62,7 @@ def load_model(model_dir):
 
 
 def _check_all_restored(path, model):
-    """Every model variable must come from the checkpoint, none left at its initial value."""
+    """The checkpoint must hold as many model variables as the model has: none is left at its initial value."""
     saved = [name for name, _ in tf.train.list_variables(path)
              if name.startswith("model/") and name.endswith("VARIABLE_VALUE")]
     if len(saved) != len(model.variables):
@@ -346,13 +301,14 @@ class Trainer:
         return self.config.train.max_steps and int(self.step) >= self.config.train.max_steps
 
 
-def train(config, model_dir, export=True):
+def train(config, model_dir, export=True, prepared=None):
     """Trains (or resumes) the model of ``model_dir``, then evaluates, samples and exports.
 
     Everything that can be wrong with the input is checked before the model
-    directory is touched.  Returns a TrainResult.
+    directory is touched (``rnn_lm.model_dir.prepare``; pass its result as
+    ``prepared`` if already called).  Returns a TrainResult.
     """
-    config, corpus = prepare(config, model_dir)
+    config, corpus = prepared or prepare(config, model_dir)
     os.makedirs(model_dir, exist_ok=True)
     config.save(model_dir)
     corpus.vocab.save(model_dir)

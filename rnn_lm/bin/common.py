@@ -1,5 +1,6 @@
 """What every binary shares: the one-line error for bad input."""
 
+import os
 import sys
 
 from absl import app
@@ -16,8 +17,7 @@ def run_main(main):
         try:
             return main(argv)
         except RnnLmError as e:
-            print(f"{_name()}: error: {e}", file=sys.stderr)
-            sys.exit(1)
+            fail(e)
         except KeyboardInterrupt:
             print(f"{_name()}: interrupted", file=sys.stderr)
             sys.exit(130)
@@ -25,6 +25,11 @@ def run_main(main):
     app.run(guarded)
 
 
+def fail(message):
+    """Prints ``<binary>: error: message`` and exits with status 1."""
+    print(f"{_name()}: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
 def _name():
-    import os
     return os.path.basename(sys.argv[0]).replace(".py", "") or "rnn-lm"

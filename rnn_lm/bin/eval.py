@@ -21,6 +21,8 @@ flags.DEFINE_integer("num_steps", 35, "Tokens per window (does not change the re
 
 
 def main(argv):
+    from rnn_lm.config import Config
+    Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
     from rnn_lm import training
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.data.tokenizers import get_tokenizer

@@ -23,6 +23,8 @@ def main(argv):
         raise RnnLmError("--max_tokens and --num_samples must be positive")
     if FLAGS.temperature < 0:
         raise RnnLmError(f"--temperature must be >= 0, got {FLAGS.temperature}")
+    from rnn_lm.config import Config
+    Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
     import numpy as np
     import tensorflow as tf
     from rnn_lm import decoding, training
