@@ -130,3 +130,20 @@ def test_library_code_reads_no_flags():
                 with open(os.path.join(folder, name), encoding="utf-8") as f:
                     source = f.read()
                 assert "absl import flags" not in source and "absl.flags" not in source, name
+
+
+def test_preset_with_overrides(tmp_path):
+    """A preset sets the recipe; flags on the command line win over it."""
+    data = write_corpus(tmp_path / "data", (30, 3, 3))
+    model_dir = tmp_path / "run"
+    proc = run("train", f"--model_dir={model_dir}", f"--data_dir={data}", "--preset=ptb_small",
+               "--hidden_size=8", "--embedding_size=8", "--batch_size=4", "--max_steps=3", "--sample_tokens=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model"]["hidden_size"] == 8 and config["train"]["batch_size"] == 4  # overridden
+    assert config["train"]["learning_rate"] == 20 and config["train"]["lr_decay"] == 0.5  # from the preset
+    assert config["train"]["epochs"] == 13 and config["train"]["max_grad_norm"] == 0.25
+
+
+def test_unknown_preset(tmp_path):
+    assert_one_line_error(run("train", f"--model_dir={tmp_path}", "--preset=ptb_huge"), "ptb_huge", "ptb_small")

@@ -2,16 +2,24 @@
 
     rnn-lm-train --model_dir=/tmp/lm                        # built-in grammar corpus
     rnn-lm-train --model_dir=/tmp/ptb --data_dir=ptb/ --cell=gru --epochs=13
+    rnn-lm-train --model_dir=/tmp/ptb --data_dir=ptb/ --preset=ptb_small --epochs=2
 """
+
+import sys
 
 from absl import flags
 from absl import logging
 
 from rnn_lm import config as config_lib
+from rnn_lm import model_dir as model_dir_lib
+from rnn_lm import presets as presets_lib
 from rnn_lm.bin import common
+from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
 
+flags.DEFINE_string("preset", "", "A shipped recipe: " + ", ".join(presets_lib.available()) +
+                    ". Flags given on the command line override it.")
 flags.DEFINE_string("model_dir", None, "Where config, vocabulary, checkpoints, logs and the SavedModel go; "
                     "an existing run there is resumed.", required=True)
 # Data.
@@ -79,10 +87,11 @@ def config_from_flags():
 
 
 def main(argv):
-    config = config_from_flags().validate()  # flag errors before TensorFlow loads
+    # Flags, files and the model directory are checked before TensorFlow loads.
+    prepared = model_dir_lib.prepare(config_from_flags(), FLAGS.model_dir)
     from rnn_lm import training
     logging.set_verbosity(logging.INFO)
-    result = training.train(config, FLAGS.model_dir)
+    result = training.train(prepared[0], FLAGS.model_dir, prepared=prepared)
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
     print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
@@ -90,7 +99,28 @@ def main(argv):
     print(f"model directory: {FLAGS.model_dir} (TensorBoard: tensorboard --logdir {FLAGS.model_dir}/logs)")
 
 
+def expand_preset(argv):
+    """Replaces ``--preset=NAME`` by the preset's ``--flagfile``, placed first so that
+    flags given on the command line override the preset's."""
+    args, presets, i = [], [], 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--preset="):
+            presets.append(arg.split("=", 1)[1])
+        elif arg == "--preset" and i + 1 < len(argv):
+            presets.append(argv[i + 1])
+            i += 1
+        else:
+            args.append(arg)
+        i += 1
+    return argv[:1] + [f"--flagfile={presets_lib.preset_path(name)}" for name in presets] + args
+
+
 def run():
+    try:
+        sys.argv = expand_preset(sys.argv)
+    except RnnLmError as e:
+        common.fail(e)
     common.run_main(main)
 
 
