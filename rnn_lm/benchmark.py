@@ -6,6 +6,8 @@ embedding = hidden = H, batch B, window T):
     variant      train step
     rnn_lm       rnn_lm.training.TrainStep, the one training uses
     rnn_lm_xla   the same with jit_compile=True
+    rnn_lm_bf16  the same with bfloat16 mixed precision (cells and softmax
+                 product in bfloat16, variables, state and loss in float32)
     keras        Embedding -> 2 x keras.layers.LSTM / GRU(reset_after=False) /
                  SimpleRNN -> Dense -> mean sparse cross entropy -> tape ->
                  clip_by_global_norm -> SGD, final state carried into the next
@@ -64,7 +66,7 @@ INIT_SCALE = 0.1
 # Pause when switching between TensorFlow and PyTorch: the other runtime's
 # spinning worker threads otherwise slow the next variant (measured ~20 %).
 RUNTIME_SWITCH_PAUSE_S = 0.25
-TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "keras", "torch")
+TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "keras", "torch")
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
 
@@ -205,12 +207,22 @@ def random_batches(size, count=4, seed=0):
     return [(x, y) for x, y in rng.integers(0, size.vocab_size, shape, dtype=np.int32)]
 
 
-def make_rnn_lm(cell, size, seed=0):
+def make_rnn_lm(cell, size, seed=0, compute_dtype="float32"):
     """rnn_lm's language model at ``size``, initialised uniform(-0.1, 0.1) like training."""
     keras.utils.set_random_seed(seed)
     return RNNLanguageModel(ModelConfig(
         vocab_size=size.vocab_size, cell=cell, num_layers=size.num_layers, hidden_size=size.hidden_size,
-        embedding_size=size.hidden_size, init_scale=INIT_SCALE))
+        embedding_size=size.hidden_size, init_scale=INIT_SCALE), compute_dtype=compute_dtype)
+
+
+def cpu_has_bf16():
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX); Linux only."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def make_rnn_lm_step(model, size, jit_compile=False):
@@ -440,7 +452,9 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
             _, step = make_keras_step(cell, size, make_rnn_lm(cell, size, seed))
             fns[variant] = _tf_step_fn(step, batches)
         else:
-            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed), size, jit_compile=variant == "rnn_lm_xla")
+            dtype = "bfloat16" if variant == "rnn_lm_bf16" else "float32"
+            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype), size,
+                                    jit_compile=variant == "rnn_lm_xla")
             fns[variant] = _tf_step_fn(step, batches)
     # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
     # TensorFlow's kernel cache, and the next call of an already warm step

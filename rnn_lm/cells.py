@@ -125,8 +125,18 @@ class _SlideCell(keras.layers.Layer):
         return config
 
     # Fast path.
-    def fuse(self):
-        """Concatenate the gate matrices once per sequence (inside the graph)."""
+    def fuse(self, dtype=None):
+        """The gate matrices concatenated once per sequence (inside the graph).
+
+        ``dtype`` (e.g. tf.bfloat16 for mixed precision) casts them once too;
+        the variables stay float32 and receive float32 gradients.
+        """
+        fused = self._fuse()
+        if dtype is None or dtype == tf.float32:
+            return fused
+        return {name: tf.cast(w, dtype) for name, w in fused.items()}
+
+    def _fuse(self):
         raise NotImplementedError
 
     def project_inputs(self, x, fused):
@@ -172,7 +182,7 @@ class ElmanCell(_SlideCell):
         h = self._f(tf.matmul(inputs, self.W) + tf.matmul(h_prev, self.U) + self.b)
         return h, [h]
 
-    def fuse(self):
+    def _fuse(self):
         return {"W_x": tf.convert_to_tensor(self.W), "U": tf.convert_to_tensor(self.U),
                 "b": tf.convert_to_tensor(self.b)}
 
@@ -231,7 +241,7 @@ class LSTMCell(_SlideCell):
         h = o * tf.tanh(c)
         return h, LSTMState(h, c)
 
-    def fuse(self):
+    def _fuse(self):
         return {"W_x": tf.concat([self.W_xi, self.W_xf, self.W_xo, self.W_xg], axis=1),
                 "U": tf.concat([self.W_hi, self.W_hf, self.W_ho, self.W_hg], axis=1),
                 "b": tf.concat([self.b_i, self.b_f, self.b_o, self.b_g], axis=0)}
@@ -278,7 +288,7 @@ class GRUCell(_SlideCell):
         h = z * h_prev + (1.0 - z) * g
         return h, [h]
 
-    def fuse(self):
+    def _fuse(self):
         return {"W_x": tf.concat([self.W_xz, self.W_xr, self.W_xg], axis=1),
                 "U_zr": tf.concat([self.W_hz, self.W_hr], axis=1),
                 "W_hg": tf.convert_to_tensor(self.W_hg),

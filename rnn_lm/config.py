@@ -13,6 +13,7 @@ CELL_TYPES = ("elman", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("sgd", "adam")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 CONFIG_FILE = "config.json"
 
 
@@ -96,6 +97,7 @@ class TrainConfig:
     sample_tokens: int = 30
     sample_temperature: float = 0.8
     jit_compile: bool = False  # XLA for the train step
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision, loss and variables float32
 
     def validate(self):
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
@@ -109,6 +111,7 @@ class TrainConfig:
             raise RnnLmError(f"--learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise RnnLmError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
+        _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         if self.sample_temperature < 0:
             raise RnnLmError(f"--sample_temperature must be >= 0, got {self.sample_temperature}")
         if self.max_grad_norm < 0:

@@ -28,8 +28,11 @@ class RNNLanguageModel(keras.Model):
     ``V`` [H, |V|] (absent when tied) and ``b_y`` [|V|].
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, compute_dtype="float32", **kwargs):
         super().__init__(**kwargs)
+        # Mixed precision: variables, state and logits stay float32 (so does the
+        # loss); the cells and the softmax product run in compute_dtype.
+        self.compute_dtype_ = tf.as_dtype(compute_dtype)
         if config.vocab_size < 2:
             raise ValueError(f"vocab_size must be set (>= 2), got {config.vocab_size}")
         self.config = config
@@ -79,14 +82,13 @@ class RNNLanguageModel(keras.Model):
     def embed(self, ids):
         """ids [B, T] -> inputs of the first layer [B, T, E] (or one-hot [B, T, |V|])."""
         if self.config.embedding_size:
-            return tf.gather(self.embedding, ids)
-        return tf.one_hot(ids, self.config.vocab_size)
+            return tf.cast(tf.gather(self.embedding, ids), self.compute_dtype_)
+        return tf.one_hot(ids, self.config.vocab_size, dtype=self.compute_dtype_)
 
     def output_logits(self, h):
-        """h [..., H] -> logits [..., |V|]."""
-        if self.config.tie_embeddings:
-            return cells_lib.dense(h, tf.transpose(self.embedding)) + self.b_y
-        return cells_lib.dense(h, self.V) + self.b_y
+        """h [..., H] -> logits [..., |V|], float32."""
+        w = tf.transpose(self.embedding) if self.config.tie_embeddings else self.V
+        return tf.cast(cells_lib.dense(h, tf.cast(w, h.dtype)), tf.float32) + self.b_y
 
     def _dropout(self, x, site, seed):
         """Dropout on the non-recurrent connections only (Zaremba et al., 2014).
@@ -116,12 +118,12 @@ class RNNLanguageModel(keras.Model):
             x, layer_state = unroll(cell, x, layer_state)  # [B, T, H]
             if dropout:
                 x = self._dropout(x, layer, dropout_seed)
-            new_state.append(layer_state)
+            new_state.append(_float32(layer_state))
         return self.output_logits(x), new_state
 
     def fuse(self):
         """Every layer's concatenated gate matrices, for a loop of ``step`` calls."""
-        return [cell.fuse() for cell in self.cells]
+        return [cell.fuse(self.compute_dtype_) for cell in self.cells]
 
     def step(self, ids, state, fused=None):
         """One token per row, for decoding: ids [B] -> (logits [B, |V|], state).
@@ -132,6 +134,11 @@ class RNNLanguageModel(keras.Model):
         x = self.embed(ids)
         new_state = []
         for cell, layer_state, layer_fused in zip(self.cells, state, fused or self.fuse()):
+            layer_state = tf.nest.map_structure(lambda s: tf.cast(s, x.dtype), layer_state)
             x, layer_state = cell.step(cell.project_inputs(x, layer_fused), layer_state, layer_fused)
-            new_state.append(layer_state)
+            new_state.append(_float32(layer_state))
         return self.output_logits(x), new_state
+
+
+def _float32(state):
+    return tf.nest.map_structure(lambda s: tf.cast(s, tf.float32), state)

@@ -181,7 +181,7 @@ class Trainer:
         self.vocab = vocab
         t = config.train
         keras.utils.set_random_seed(t.seed)
-        self.model = RNNLanguageModel(config.model)
+        self.model = RNNLanguageModel(config.model, compute_dtype=t.compute_dtype)
         self.optimizer = make_optimizer(t)
         self.optimizer.build(self.model.trainable_variables)
         self.train_step = TrainStep(self.model, self.optimizer, t.batch_size, t.max_grad_norm, t.seed,

@@ -23,14 +23,17 @@ def unroll(cell, inputs, initial_state):
     the next window is a separate call, backpropagation stops at the window
     edge (truncated BPTT).
 
+    The loop computes in the dtype of ``inputs`` (float32, or bfloat16 for
+    mixed precision).
+
     Returns:
       (outputs [B, T, H], final_state), the state in the cell's own structure.
     """
-    fused = cell.fuse()
+    fused = cell.fuse(inputs.dtype)
     x_proj = cell.project_inputs(inputs, fused)  # [B, T, G*H]
     x_proj = tf.transpose(x_proj, [1, 0, 2])  # [T, B, G*H]
     num_steps = inputs.shape[1]
-    state = initial_state
+    state = tf.nest.map_structure(lambda s: tf.cast(s, inputs.dtype), initial_state)
     if num_steps is not None and num_steps <= MAX_STATIC_UNROLL:
         outputs = []
         for x_t in tf.unstack(x_proj, num=num_steps):

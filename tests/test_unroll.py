@@ -20,7 +20,7 @@ class CounterCell:
     def __init__(self):
         self.calls = {"fuse": 0, "project_inputs": 0}
 
-    def fuse(self):
+    def fuse(self, dtype=None):
         self.calls["fuse"] += 1
         return {"one": tf.constant(1.0)}
 

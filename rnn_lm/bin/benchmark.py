@@ -26,6 +26,8 @@ flags.DEFINE_list("configs", ["small", "medium"], "Model sizes: small (H=200, 20
                   "35 steps), both with vocabulary 10,000, 2 layers, batch 20; tiny is for tests.")
 flags.DEFINE_list("jit", ["off", "on"], "Which of rnn_lm's train steps to time: off (graph), on (XLA).")
 flags.DEFINE_enum("torch", "auto", ["auto", "off"], "auto: include PyTorch when it imports.")
+flags.DEFINE_enum("bfloat16", "auto", ["auto", "on", "off"], "rnn_lm with bfloat16 mixed precision; "
+                  "auto: only where the CPU has native bfloat16 (AVX512_BF16 or AMX).")
 flags.DEFINE_integer("rounds", 6, "Interleaved rounds (order reversed every other round).")
 flags.DEFINE_integer("steps_per_round", 3, "Train steps of each variant per round.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps of each variant after its first (tracing) call.")
@@ -47,7 +49,10 @@ def settings_from_flags(benchmark):
         batch_sizes = tuple(int(b) for b in f.generate_batch_sizes)
     except ValueError:
         raise RnnLmError(f"--generate_batch_sizes must be integers, got {','.join(f.generate_batch_sizes)}")
-    variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit)) + ("keras",)
+    variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit))
+    if f.bfloat16 == "on" or (f.bfloat16 == "auto" and benchmark.cpu_has_bf16()):
+        variants += ("rnn_lm_bf16",)
+    variants += ("keras",)
     if f.torch == "auto":
         variants += ("torch",)
     return benchmark.Settings(

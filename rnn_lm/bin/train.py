@@ -54,6 +54,9 @@ flags.DEFINE_float("lr_decay", 1.0, "Learning rate factor per epoch from --decay
 flags.DEFINE_integer("decay_start_epoch", 2, "First epoch (1-based) trained with a decayed rate.")
 flags.DEFINE_float("max_grad_norm", 0.25, "Clip gradients to this global norm (of the time-averaged cost's "
                    "gradient); 0: no clipping.")
+flags.DEFINE_enum("compute_dtype", "float32", config_lib.COMPUTE_DTYPES, "bfloat16: mixed precision "
+                  "(cells and softmax product in bfloat16; variables, state and loss in float32). Pays only "
+                  "on CPUs with native bfloat16 (AVX512_BF16, AMX) or GPUs.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (measure: it does not always pay).")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, dropout and samples.")
 flags.DEFINE_integer("eval_batch_size", 1, "Streams when computing valid/test perplexity; 1 is exact, "
@@ -83,7 +86,7 @@ def config_from_flags():
             eval_batch_size=f.eval_batch_size, log_every_steps=f.log_every_steps,
             save_every_steps=f.save_every_steps, keep_checkpoints=f.keep_checkpoints,
             sample_tokens=f.sample_tokens, sample_temperature=f.sample_temperature,
-            jit_compile=f.jit_compile))
+            jit_compile=f.jit_compile, compute_dtype=f.compute_dtype))
 
 
 def main(argv):
