@@ -14,6 +14,7 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("sgd", "adam")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+CORPUS_NAMES = ("", "grammar", "ptb", "wikitext2", "wikitext103", "tinyshakespeare")
 CONFIG_FILE = "config.json"
 
 
@@ -55,7 +56,8 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the text comes from and how it becomes tokens."""
-    data_dir: str = ""  # empty: the built-in grammar corpus
+    corpus: str = ""  # a named corpus (rnn_lm.data.corpora), "grammar", or "" (data_dir, else grammar)
+    data_dir: str = ""  # a folder of train/valid/test.txt, or of the named corpus' files
     level: str = "word"
     vocab_size: int = 0  # cap on the vocabulary, specials included; 0: no cap
     min_count: int = 1
@@ -64,6 +66,9 @@ class DataConfig:
     grammar_max_depth: int = 2
 
     def validate(self):
+        _choice("corpus", self.corpus, CORPUS_NAMES)
+        if self.corpus == "grammar" and self.data_dir:
+            raise RnnLmError("--corpus=grammar is generated; it takes no --data_dir")
         _choice("level", self.level, LEVELS)
         if self.vocab_size < 0 or self.vocab_size in (1, 2):
             raise RnnLmError(f"--vocab_size must be 0 (no cap) or at least 3, got {self.vocab_size}")
@@ -74,6 +79,8 @@ class DataConfig:
 
     @property
     def corpus_name(self):
+        if self.corpus not in ("", "grammar"):
+            return f"{self.corpus} ({self.data_dir or 'cache'})"
         return self.data_dir or "built-in grammar"
 
 

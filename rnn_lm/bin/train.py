@@ -23,8 +23,11 @@ flags.DEFINE_string("preset", "", "A shipped recipe: " + ", ".join(presets_lib.a
 flags.DEFINE_string("model_dir", None, "Where config, vocabulary, checkpoints, logs and the SavedModel go; "
                     "an existing run there is resumed.", required=True)
 # Data.
-flags.DEFINE_string("data_dir", "", "Folder with train.txt, valid.txt, test.txt (UTF-8). "
-                    "Empty: the built-in grammar corpus.")
+flags.DEFINE_enum("corpus", "", config_lib.CORPUS_NAMES, "A named corpus, found in --data_dir or in "
+                  "$RNN_LM_DATA/NAME (downloaded there, checksum-verified, when missing); grammar: the "
+                  "built-in corpus. Empty: --data_dir, else the built-in corpus.")
+flags.DEFINE_string("data_dir", "", "Folder with train.txt, valid.txt, test.txt (UTF-8), or with the "
+                    "files of --corpus. Empty: the built-in grammar corpus, or the --corpus cache.")
 flags.DEFINE_enum("level", "word", config_lib.LEVELS, "Tokens are words (split on whitespace) or characters.")
 flags.DEFINE_integer("vocab_size", 0, "Cap on the vocabulary size, <unk> and <eos> included; 0: no cap.")
 flags.DEFINE_integer("min_count", 1, "Training-split words seen fewer times become <unk>.")
@@ -76,7 +79,7 @@ def config_from_flags():
             embedding_size=f.embedding_size, dropout=f.dropout, tie_embeddings=f.tie_embeddings,
             init_scale=f.init_scale),
         data=config_lib.DataConfig(
-            data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
+            corpus=f.corpus, data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
             grammar_seed=f.grammar_seed, grammar_train_tokens=f.grammar_train_tokens,
             grammar_max_depth=f.grammar_max_depth),
         train=config_lib.TrainConfig(
@@ -97,7 +100,8 @@ def main(argv):
     result = training.train(prepared[0], FLAGS.model_dir, prepared=prepared)
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
-    print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
+    if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
+        print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
     print(f"sample: {result.sample}")
     print(f"model directory: {FLAGS.model_dir} (TensorBoard: tensorboard --logdir {FLAGS.model_dir}/logs)")
 

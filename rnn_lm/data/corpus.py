@@ -1,8 +1,9 @@
 """Reading a corpus: three text splits, tokenized and mapped to ids.
 
-A corpus is either a folder holding ``train.txt``, ``valid.txt`` and
-``test.txt`` (UTF-8, one sentence or line per line) or the built-in grammar
-corpus (``rnn_lm.data.grammar``), generated from a seed.  The vocabulary comes
+A corpus is a folder holding ``train.txt``, ``valid.txt`` and ``test.txt``
+(UTF-8, one sentence or line per line), a named corpus (``rnn_lm.data.corpora``:
+PTB, WikiText, Tiny Shakespeare, checked against their published checksums)
+or the built-in grammar corpus (``rnn_lm.data.grammar``), generated from a seed.  The vocabulary comes
 from the training split only; words of valid/test outside it become
 ``<unk>``, never dropped.
 """
@@ -12,6 +13,7 @@ import os
 
 import numpy as np
 
+from rnn_lm.data import corpora
 from rnn_lm.data import grammar
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary
@@ -40,6 +42,11 @@ def read_lines(path):
         raise RnnLmError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
     if not text.strip():
         raise RnnLmError(f"{path}: empty file (no tokens)")
+    return text_lines(text)
+
+
+def text_lines(text):
+    """Lines of ``text``, with universal line breaks removed."""
     # Not str.splitlines(): it also breaks at \x0c, \x85, \u2028 and others,
     # which are characters of the text at character level.
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -49,7 +56,10 @@ def read_lines(path):
 
 
 def read_split_lines(data_config):
-    """{split: [lines]} from ``data_config.data_dir``, or the built-in grammar corpus."""
+    """{split: [lines]}: a named corpus, a folder of three splits, or the built-in grammar corpus."""
+    if data_config.corpus not in ("", "grammar"):
+        texts = corpora.split_texts(data_config.corpus, data_config.data_dir)
+        return {s: text_lines(texts[s]) for s in SPLITS}
     if not data_config.data_dir:
         return grammar.grammar_splits(seed=data_config.grammar_seed,
                                       train_tokens=data_config.grammar_train_tokens,

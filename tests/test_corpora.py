@@ -1,0 +1,78 @@
+"""Named corpora: checksums, the cache folder, downloads, and Tiny Shakespeare's split."""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rnn_lm.config import DataConfig
+from rnn_lm.data import corpora
+from rnn_lm.data.corpus import load_corpus
+from rnn_lm.errors import RnnLmError
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared corpora not found at {SHARED}")
+
+
+@needs_shared
+def test_tiny_shakespeare_is_split_90_5_5_by_characters():
+    texts = corpora.split_texts("tinyshakespeare", str(SHARED / "tinyshakespeare"))
+    whole = (SHARED / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    assert texts["train"] + texts["valid"] + texts["test"] == whole
+    # 1,115,394 characters: 90 % is nanoGPT's 1,003,854-character training split.
+    assert [len(texts[s]) for s in ("train", "valid", "test")] == [1_003_854, 55_770, 55_770]
+
+
+@needs_shared
+def test_tiny_shakespeare_character_vocabulary():
+    corpus = load_corpus(DataConfig(corpus="tinyshakespeare", data_dir=str(SHARED / "tinyshakespeare"),
+                                    level="char"))
+    # 65 characters, of which "\n" becomes <eos>; plus <unk>.
+    assert len(corpus.vocab) == 66
+    assert corpus.unk_rate["valid"] == 0.0
+
+
+@needs_shared
+def test_ptb_from_the_cache_folder_without_network(tmp_path, monkeypatch):
+    shutil.copytree(SHARED / "ptb", tmp_path / "ptb")
+    monkeypatch.setenv("RNN_LM_DATA", str(tmp_path))
+    monkeypatch.setattr(corpora, "download", lambda *a: pytest.fail("nothing should be downloaded"))
+    texts = corpora.split_texts("ptb")
+    assert texts["valid"] == (SHARED / "ptb" / "valid.txt").read_text(encoding="utf-8")
+
+
+@needs_shared
+def test_a_changed_file_fails_its_checksum(tmp_path):
+    shutil.copytree(SHARED / "ptb", tmp_path / "ptb")
+    path = tmp_path / "ptb" / "test.txt"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(RnnLmError, match="test.txt: SHA-256 .* is not the published"):
+        corpora.split_texts("ptb", str(tmp_path / "ptb"))
+
+
+def test_download_keeps_only_a_verified_file(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"hello corpus\n")
+    good = hashlib.sha256(b"hello corpus\n").hexdigest()
+    target = tmp_path / "cache" / "x.txt"
+    with pytest.raises(RnnLmError, match="SHA-256"):
+        corpora.download(source.as_uri(), str(target), "0" * 64)
+    assert os.listdir(tmp_path / "cache") == []  # no partial or unverified file left
+    corpora.download(source.as_uri(), str(target), good)
+    assert target.read_bytes() == b"hello corpus\n"
+
+
+def test_unreachable_download_says_where_to_place_the_file(tmp_path):
+    with pytest.raises(RnnLmError, match="place the file at"):
+        corpora.download((tmp_path / "absent.txt").as_uri(), str(tmp_path / "c" / "x.txt"), "0" * 64)
+
+
+def test_unknown_corpus_and_missing_files(tmp_path):
+    with pytest.raises(RnnLmError, match="unknown --corpus"):
+        corpora.split_texts("wikitext4")
+    with pytest.raises(RnnLmError, match="missing wikitext-2-v1.zip"):
+        corpora.split_texts("wikitext2", str(tmp_path))
