@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -147,3 +148,31 @@ def test_preset_with_overrides(tmp_path):
 
 def test_unknown_preset(tmp_path):
     assert_one_line_error(run("train", f"--model_dir={tmp_path}", "--preset=ptb_huge"), "ptb_huge", "ptb_small")
+
+
+def test_per_sentence_scores_agree_with_the_saved_model(trained, tmp_path):
+    model_dir, _, _ = trained
+    lines = ["the cake which the children like was eaten by two small dogs", "dogs small two by eaten"]
+    text = tmp_path / "nbest.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = run("eval", f"--model_dir={model_dir}", f"--text_file={text}", "--per_sentence")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    served = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures["score"](
+        sentences=tf.constant(lines))
+    assert [r["text"] for r in rows] == lines
+    assert [r["num_tokens"] for r in rows] == [13, 6] == served["num_tokens"].numpy().tolist()
+    for row, log_prob in zip(rows, served["log_prob"].numpy()):
+        assert row["log_prob"] == pytest.approx(float(log_prob), rel=1e-4)
+    assert rows[0]["perplexity"] < rows[1]["perplexity"]  # the sentence it was trained on
+
+
+def test_export_binary_writes_a_loadable_saved_model(trained, tmp_path):
+    model_dir, _, _ = trained
+    out = tmp_path / "serving" / "1"
+    proc = run("export", f"--model_dir={model_dir}", f"--output_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sentence = tf.constant(["the cake which"])
+    new = tf.saved_model.load(str(out)).signatures["score"](sentences=sentence)["log_prob"]
+    old = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures["score"](sentences=sentence)
+    np.testing.assert_allclose(new.numpy(), old["log_prob"].numpy(), rtol=1e-6)

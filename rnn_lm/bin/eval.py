@@ -2,13 +2,17 @@
 
     rnn-lm-eval --model_dir=/tmp/lm                       # the corpus' test split
     rnn-lm-eval --model_dir=/tmp/lm --text_file=my.txt
+    rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --per_sentence   # JSON lines
 """
 
+import json
 import math
+import sys
 
 from absl import flags
 
 from rnn_lm.bin import common
+from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
 
@@ -18,6 +22,8 @@ flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when
 flags.DEFINE_integer("batch_size", 1, "Streams scored in parallel: 1 is exact, more are faster and "
                      "start each stream from a zero state.")
 flags.DEFINE_integer("num_steps", 35, "Tokens per window (does not change the result).")
+flags.DEFINE_boolean("per_sentence", False, "With --text_file: one JSON line per input line, each scored "
+                     "on its own from the start-of-sentence context (n-best rescoring), then the totals.")
 
 
 def main(argv):
@@ -28,6 +34,10 @@ def main(argv):
     from rnn_lm.data.tokenizers import get_tokenizer
 
     config, vocab, model = training.load_model(FLAGS.model_dir)
+    if FLAGS.per_sentence:
+        if not FLAGS.text_file:
+            raise RnnLmError("--per_sentence needs --text_file")
+        return score_lines(config, vocab, model, corpus_lib.read_lines(FLAGS.text_file))
     if FLAGS.text_file:
         ids = corpus_lib.encode_lines(corpus_lib.read_lines(FLAGS.text_file), vocab,
                                       get_tokenizer(config.data.level))
@@ -42,6 +52,19 @@ def main(argv):
     if config.data.level == "char":
         line += f", {nats / math.log(2):.4f} bits/char"
     print(line + f", <unk> {100 * unk:.2f}%")
+
+
+def score_lines(config, vocab, model, lines):
+    from rnn_lm.data.tokenizers import get_tokenizer
+    from rnn_lm.scoring import SentenceScorer
+    total, tokens, unknown = 0.0, 0, 0
+    for line, log_prob, n, unk in SentenceScorer(model, vocab, get_tokenizer(config.data.level)).score(lines):
+        print(json.dumps({"text": line, "log_prob": round(log_prob, 6), "num_tokens": n,
+                          "perplexity": round(math.exp(-log_prob / n), 4), "unknown": unk}))
+        total, tokens, unknown = total + log_prob, tokens + n, unknown + unk
+    print(json.dumps({"sentences": len(lines), "num_tokens": tokens, "log_prob": round(total, 6),
+                      "perplexity": round(math.exp(-total / tokens), 4), "unknown_rate": unknown / tokens}),
+          file=sys.stderr)
 
 
 def run():

@@ -1,0 +1,38 @@
+"""Scoring sentences one by one: each line from the start-of-sentence context, as in n-best rescoring."""
+
+import numpy as np
+import tensorflow as tf
+
+from rnn_lm import losses
+
+
+class SentenceScorer:
+    """log p(line) = sum_t log p(w_t | <eos>, w_1 .. w_{t-1}), the final <eos> included."""
+
+    def __init__(self, model, vocab, tokenizer, batch_size=32):
+        self.model = model
+        self.vocab = vocab
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self._score = tf.function(self._score_batch, reduce_retracing=True)
+
+    def _score_batch(self, inputs, targets, weights):
+        logits, _ = self.model(inputs, training=False)  # every line starts from h_(0) = 0
+        return -tf.reduce_sum(losses.token_cross_entropy(logits, targets) * weights, axis=1)
+
+    def score(self, lines):
+        """Yields (line, log_prob in nats, num_tokens, num_unknown) for each line, in order."""
+        for start in range(0, len(lines), self.batch_size):
+            batch = lines[start:start + self.batch_size]
+            encoded = [self.vocab.encode(self.tokenizer.tokenize(line)) for line in batch]
+            width = max(len(ids) for ids in encoded)
+            inputs = np.zeros([len(batch), width], np.int32)
+            targets = np.zeros([len(batch), width], np.int32)
+            weights = np.zeros([len(batch), width], np.float32)
+            for row, ids in enumerate(encoded):
+                inputs[row, :len(ids)] = np.concatenate([[self.vocab.eos_id], ids[:-1]])
+                targets[row, :len(ids)] = ids
+                weights[row, :len(ids)] = 1.0
+            log_probs = self._score(inputs, targets, weights).numpy()
+            for line, ids, log_prob in zip(batch, encoded, log_probs):
+                yield line, float(log_prob), len(ids), int(np.sum(ids == self.vocab.unk_id))
