@@ -1,12 +1,19 @@
 """Generation with the whole token loop inside the graph.
 
 Priming feeds the prompt through the model one token per step (rows of a
-batch may have prompts of different lengths); generation then samples from
-softmax(logits / temperature), or takes the argmax when temperature is 0,
-until ``<eos>`` or ``max_tokens``.  Both loops are ``tf.while_loop``s, so a
-whole generation is one graph call.
+batch may have prompts of different lengths).  Then, until ``<eos>`` or
+``max_tokens``:
+
+  sample       draws from softmax(filter(logits)), or takes the argmax when
+               temperature is 0 (``filter_logits``: temperature, top-k, top-p);
+  beam_search  keeps the ``beam_width`` best hypotheses per prompt.
+
+Every loop is a ``tf.while_loop``, so a whole generation is one graph call,
+and the decoding parameters may be Python numbers or scalar tensors (a
+SavedModel signature passes tensors).
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -36,12 +43,62 @@ def prime(model, prompt_ids, prompt_lengths, fused=None):
     return logits, state
 
 
-def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id):
+def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
+    """logits [B, V] -> logits to sample from, with the excluded tokens at -inf.
+
+    In this order (as usual, e.g. Holtzman et al. 2020 for top-p):
+
+      temperature  l / T                                  (T clipped to >= 1e-6)
+      top-k        keep the k largest; k = 0 keeps all     (ties with the k-th are kept)
+      top-p        sort the renormalised top-k distribution p_(1) >= p_(2) >= ...
+                   and keep token (i) iff p_(1) + ... + p_(i-1) < top_p: the smallest
+                   set whose mass reaches top_p; the top token always; top_p >= 1 keeps all.
+
+    The arguments may be scalar tensors, so the "off" cases are tensor
+    conditions, not Python ``if``s; when both filters are off the result is
+    exactly ``logits / T``.
+    """
+    vocab = tf.shape(logits)[-1]
+    logits = logits / tf.maximum(tf.cast(temperature, logits.dtype), 1e-6)
+    top_k = tf.cast(top_k, tf.int32)
+    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+    neg_inf = tf.constant(-np.inf, logits.dtype)
+    ranked = tf.sort(logits, direction="DESCENDING")  # [B, V]
+    logits = tf.where(logits < ranked[:, k - 1:k], neg_inf, logits)
+    ranked = tf.where(tf.range(vocab) < k, ranked, neg_inf)  # = the top-k logits, sorted
+    mass_before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
+    top_p = tf.cast(top_p, logits.dtype)
+    # top_p >= 1 is tested on its own: rounding can push the cumulative sum of
+    # the tail to 1 and would otherwise drop the least likely tokens.
+    keep = (mass_before < top_p) | (tf.range(vocab) == 0) | (top_p >= 1.0)
+    threshold = tf.reduce_min(tf.where(keep, ranked, np.inf), axis=-1, keepdims=True)
+    return tf.where(logits < threshold, neg_inf, logits)
+
+
+def choose(logits, temperature, top_k, top_p, seed):
+    """One token per row: logits [B, V] -> ids [B] int32.
+
+    The argmax when ``temperature`` is 0, else a draw from
+    softmax(filter_logits(logits, temperature, top_k, top_p)) with the
+    stateless ``seed`` [2], so a caller stepping token by token with seeds
+    (s, 0), (s, 1), ... draws what ``sample`` draws with seed s.
+    """
+    temperature = tf.cast(temperature, tf.float32)
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    drawn = tf.random.stateless_categorical(
+        filter_logits(logits, temperature, top_k, top_p), 1, seed=seed, dtype=tf.int32)[:, 0]
+    return tf.where(temperature > 0, drawn, greedy)
+
+
+def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id, top_k=0, top_p=1.0):
     """Continues each prompt; returns (ids [B, max_tokens], lengths [B]).
 
     ``lengths`` counts the tokens produced, the final ``<eos>`` included;
-    positions after it hold ``eos_id``.  ``temperature`` 0 is greedy.
-    ``seed`` (int) makes sampling reproducible (stateless random ops).
+    positions after it hold ``eos_id``.  ``temperature`` 0 is greedy (the
+    argmax, whatever ``top_k`` and ``top_p``); otherwise each token is drawn
+    from softmax(filter_logits(logits, temperature, top_k, top_p)).
+    ``seed`` (int) makes sampling reproducible: step t is ``choose`` with the
+    stateless seed (seed, t).
     """
     fused = model.fuse()  # once for the whole generation
     logits, state = prime(model, prompt_ids, prompt_lengths, fused)
@@ -51,11 +108,7 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     max_tokens = tf.cast(max_tokens, tf.int32)
 
     def body(t, logits, state, finished, lengths, out):
-        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        drawn = tf.random.stateless_categorical(
-            logits / tf.maximum(temperature, 1e-6), 1, seed=tf.stack([seed, tf.cast(t, tf.int64)]),
-            dtype=tf.int32)[:, 0]
-        token = tf.where(temperature > 0, drawn, greedy)
+        token = choose(logits, temperature, top_k, top_p, tf.stack([seed, tf.cast(t, tf.int64)]))
         token = tf.where(finished, eos_id, token)
         lengths += tf.cast(~finished, tf.int32)
         finished |= token == eos_id
@@ -72,3 +125,67 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     ids = tf.transpose(out.stack())  # [B, steps taken]
     ids = tf.pad(ids, [[0, 0], [0, max_tokens - tf.shape(ids)[1]]], constant_values=eos_id)
     return ids, lengths
+
+
+def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_id, length_penalty=0.0):
+    """The ``beam_width`` best continuations of each prompt, best first.
+
+    Returns (ids [B, K, max_tokens] int32, lengths [B, K] int32, scores [B, K]
+    float32), K = ``beam_width`` (a Python int: it sets shapes).  A hypothesis
+    y_1..y_n ends at ``<eos>``, which counts in n (as in ``sample``); later
+    positions hold ``eos_id``.  Its score is the GNMT one (Wu et al. 2016):
+
+      score(y) = sum_t log p(y_t | prompt, y_<t) / lp(n),   lp(n) = ((5 + n) / 6) ** length_penalty
+
+    so ``length_penalty`` 0 ranks by the plain sum and larger values favour
+    longer hypotheses.  Each step extends every live hypothesis by every token,
+    carries every finished one over unchanged, and keeps the K best of these
+    K * V candidates by score; it stops when all K are finished or after
+    ``max_tokens`` tokens.  Rows scoring -inf are padding: the prompt had fewer
+    than K distinct hypotheses.
+    """
+    k, vocab = beam_width, model.config.vocab_size
+    fused = model.fuse()
+    logits, state = prime(model, prompt_ids, prompt_lengths, fused)
+    batch = tf.shape(prompt_ids)[0]
+    max_tokens = tf.cast(max_tokens, tf.int32)
+    alpha = tf.cast(length_penalty, tf.float32)
+    lp = lambda n: ((5.0 + tf.cast(n, tf.float32)) / 6.0) ** alpha
+
+    # Rows b*K .. b*K + K-1 are prompt b's beams, so model.step sees one batch of B*K.
+    logits = tf.repeat(logits, k, axis=0)  # [B*K, V]
+    state = tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), state)
+    # Only beam 0 starts live: K live copies of one prompt would fill the
+    # beam with K copies of the same hypothesis.
+    sums = tf.tile(tf.concat([[0.0], tf.fill([k - 1], -np.inf)], 0)[None], [batch, 1])  # [B, K]
+    # A finished hypothesis's only continuation: <eos> again, at no cost.
+    eos_only = tf.where(tf.range(vocab) == eos_id, 0.0, -np.inf)  # [V]
+    offsets = tf.range(batch)[:, None] * k  # [B, 1]: beam -> row of the B*K batch
+
+    def body(t, logits, state, sums, lengths, finished, ids):
+        log_probs = tf.reshape(tf.nn.log_softmax(logits), [batch, k, vocab])
+        log_probs = tf.where(finished[..., None], eos_only, log_probs)
+        cand_sums = tf.reshape(sums[..., None] + log_probs, [batch, k * vocab])
+        cand_lengths = lengths + tf.cast(~finished, tf.int32)  # [B, K]
+        cand_scores = cand_sums / tf.repeat(lp(cand_lengths), vocab, axis=1)
+        _, best = tf.math.top_k(cand_scores, k)  # [B, K], best first
+        beam, token = best // vocab, best % vocab
+        sums = tf.gather(cand_sums, best, batch_dims=1)
+        lengths = tf.gather(cand_lengths, beam, batch_dims=1)
+        # A -inf hypothesis is padding: finishing it lets the loop stop early.
+        finished = tf.gather(finished, beam, batch_dims=1) | (token == eos_id) | tf.math.is_inf(sums)
+        ids = tf.gather(ids, beam, batch_dims=1)
+        ids = tf.where(tf.range(max_tokens) == t, token[..., None], ids)  # [B, K, max_tokens]
+        rows = tf.reshape(offsets + beam, [-1])
+        state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
+        logits, state = model.step(tf.reshape(token, [-1]), state, fused)
+        return t + 1, logits, state, sums, lengths, finished, ids
+
+    def cond(t, logits, state, sums, lengths, finished, ids):
+        return (t < max_tokens) & ~tf.reduce_all(finished)
+
+    _, _, _, sums, lengths, _, ids = tf.while_loop(
+        cond, body, (tf.constant(0), logits, state, sums, tf.zeros([batch, k], tf.int32),
+                     tf.zeros([batch, k], tf.bool), tf.fill([batch, k, max_tokens], eos_id)))
+    # The last top_k ranked by exactly these scores, so the beams are already best first.
+    return ids, lengths, sums / lp(lengths)

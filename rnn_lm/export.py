@@ -5,7 +5,8 @@ tables inside the graph, so a client needs neither rnn_lm nor a vocabulary
 file.  Signatures (TensorFlow Serving style: a leading batch dimension):
 
   serving_default, generate
-      prompts string [B], max_tokens int32 [], temperature float32 [], seed int64 []
+      prompts string [B], max_tokens int32 [], temperature float32 [] (0: greedy),
+      top_k int32 [] (0: off), top_p float32 [] (1: off), seed int64 []
       -> continuations string [B], ids int32 [B, max_tokens], lengths int32 [B]
   score
       sentences string [B] -> log_prob float32 [B] (natural log, <eos> included),
@@ -42,6 +43,8 @@ class ServingModule(tf.Module):
         object.__setattr__(self, "model", model)
         self.model_variables = list(model.variables)
         self.level = level
+        # Clients join prompt and continuation with a space (word) or nothing (char).
+        self.token_level = tf.Variable(level, trainable=False, name="level")
         self.vocab_file = tf.saved_model.Asset(vocab_path)
         self.token_to_id = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
@@ -78,14 +81,15 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompts"),
                                   _scalar(tf.int32, "max_tokens"), _scalar(tf.float32, "temperature"),
+                                  _scalar(tf.int32, "top_k"), _scalar(tf.float32, "top_p"),
                                   _scalar(tf.int64, "seed")])
-    def generate(self, prompts, max_tokens, temperature, seed):
+    def generate(self, prompts, max_tokens, temperature, top_k, top_p, seed):
         tokens = self._ids(self._split(prompts))
         # Every prompt starts from the start-of-sentence context <eos>.
         starts = tf.fill([tf.shape(prompts)[0], 1], self.eos_id)
         prompt_ids = tf.concat([starts, tokens.to_tensor(0)], axis=1)
         ids, lengths = decoding.sample(self.model, prompt_ids, tf.cast(tokens.row_lengths(), tf.int32) + 1,
-                                       max_tokens, temperature, seed, self.eos_id)
+                                       max_tokens, temperature, seed, self.eos_id, top_k=top_k, top_p=top_p)
         return {"continuations": self._text(ids, lengths), "ids": ids, "lengths": lengths}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])

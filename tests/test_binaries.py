@@ -176,3 +176,33 @@ def test_export_binary_writes_a_loadable_saved_model(trained, tmp_path):
     new = tf.saved_model.load(str(out)).signatures["score"](sentences=sentence)["log_prob"]
     old = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures["score"](sentences=sentence)
     np.testing.assert_allclose(new.numpy(), old["log_prob"].numpy(), rtol=1e-6)
+
+
+def test_generate_from_stdin_as_json_with_top_k_and_beam(trained):
+    model_dir, _, _ = trained
+    proc = subprocess.run([sys.executable, "-m", "rnn_lm.bin.generate", f"--model_dir={model_dir}", "--json",
+                           "--top_k=3", "--top_p=0.9", "--max_tokens=6"], input="the cake\nwhich\n",
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["the cake", "which"]
+    beams = run("generate", f"--model_dir={model_dir}", "--prompt=the cake", "--beam_width=3",
+                "--num_samples=3", "--json", "--max_tokens=6")
+    assert beams.returncode == 0, beams.stderr[-2000:]
+    scores = [json.loads(line)["score"] for line in beams.stdout.splitlines()]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_generate_interactive_and_from_the_saved_model(trained):
+    model_dir, _, _ = trained
+    greedy = ["--temperature=0", "--max_tokens=6"]
+    batch = run("generate", f"--model_dir={model_dir}", "--prompt=the cake", *greedy)
+    served = run("generate", f"--saved_model={model_dir}/saved_model", "--prompt=the cake", *greedy)
+    streamed = subprocess.run([sys.executable, "-m", "rnn_lm.bin.generate", f"--model_dir={model_dir}",
+                               "--interactive", *greedy], input="the cake\n", capture_output=True, text=True,
+                              env=ENV, timeout=300)
+    for proc in (batch, served, streamed):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    # Three paths (one graph call, the SavedModel, token by token) give the same greedy text.
+    assert batch.stdout == served.stdout == streamed.stdout
+    assert batch.stdout.startswith("the cake")

@@ -1,49 +1,136 @@
 """rnn-lm-generate: continue prompts with a trained model.
 
     rnn-lm-generate --model_dir=/tmp/lm --prompt="the cake which" --temperature=0.8 --seed=1
+    rnn-lm-generate --model_dir=/tmp/lm --prompt="the cake" --beam_width=4 --json
+    cat prompts.txt | rnn-lm-generate --model_dir=/tmp/lm --top_p=0.9
+    rnn-lm-generate --saved_model=/tmp/lm/saved_model --prompt="the dogs"
+    rnn-lm-generate --model_dir=/tmp/lm --interactive      # type prompts, watch tokens arrive
 """
+
+import itertools
+import json
+import sys
 
 from absl import flags
 
 from rnn_lm.bin import common
+from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "A model directory written by rnn-lm-train.", required=True)
-flags.DEFINE_multi_string("prompt", [""], "Text to continue (repeatable); empty: a new sentence.")
+flags.DEFINE_string("model_dir", "", "A model directory written by rnn-lm-train.")
+flags.DEFINE_string("saved_model", "", "Or a SavedModel written by rnn-lm-train/rnn-lm-export "
+                    "(sampling only; no beam search, no --interactive).")
+flags.DEFINE_multi_string("prompt", None, "Text to continue (repeatable). Without it, prompts are read "
+                          "from stdin, one a line, when stdin is not a terminal; else one empty prompt "
+                          "(a new sentence).")
 flags.DEFINE_integer("max_tokens", 50, "Stop after this many tokens if no <eos> came.")
 flags.DEFINE_float("temperature", 1.0, "Divide the logits by this before sampling; 0: greedy.")
-flags.DEFINE_integer("num_samples", 1, "Continuations per prompt.")
+flags.DEFINE_integer("top_k", 0, "Sample from the k most probable tokens only; 0: all.")
+flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set of tokens whose probability reaches p "
+                   "(nucleus sampling); 1: all.")
+flags.DEFINE_integer("beam_width", 0, "Beam search with this many hypotheses instead of sampling; 0: sample.")
+flags.DEFINE_float("length_penalty", 0.0, "Beam search: score / ((5 + length) / 6) ** alpha; 0: plain sum.")
+flags.DEFINE_integer("num_samples", 1, "Continuations per prompt (sampled; with beam search, the best ones).")
 flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed gives the same text.")
+flags.DEFINE_boolean("json", False, "One JSON object a line instead of text.")
+flags.DEFINE_boolean("interactive", False, "Read prompts at a '> ' prompt and print tokens as they come.")
+
+
+def check_flags():
+    f = FLAGS
+    if bool(f.model_dir) == bool(f.saved_model):
+        raise RnnLmError("give exactly one of --model_dir and --saved_model")
+    if f.max_tokens <= 0 or f.num_samples <= 0 or f.beam_width < 0 or f.top_k < 0:
+        raise RnnLmError("--max_tokens and --num_samples must be positive, --beam_width and --top_k >= 0")
+    if f.temperature < 0 or not 0 < f.top_p <= 1:
+        raise RnnLmError(f"--temperature must be >= 0 and --top_p in (0, 1], got {f.temperature}, {f.top_p}")
+    if f.beam_width and f.num_samples > f.beam_width:
+        raise RnnLmError(f"--num_samples {f.num_samples} exceeds --beam_width {f.beam_width}")
+    if f.saved_model and (f.beam_width or f.interactive):
+        raise RnnLmError("--beam_width and --interactive need --model_dir")
+
+
+def read_prompts():
+    if FLAGS.prompt:
+        return FLAGS.prompt
+    if not sys.stdin.isatty():
+        prompts = [line.rstrip("\n") for line in sys.stdin]
+        if prompts:
+            return prompts
+    return [""]
+
+
+def emit(prompt, continuation, separator, score=None):
+    text = (prompt + separator + continuation) if prompt and continuation else (prompt or continuation)
+    if FLAGS.json:
+        row = {"prompt": prompt, "continuation": continuation, "text": text}
+        if score is not None:
+            row["score"] = score
+        print(json.dumps(row, ensure_ascii=False))
+    else:
+        print(text)
 
 
 def main(argv):
-    from rnn_lm.errors import RnnLmError
-    if FLAGS.max_tokens <= 0 or FLAGS.num_samples <= 0:
-        raise RnnLmError("--max_tokens and --num_samples must be positive")
-    if FLAGS.temperature < 0:
-        raise RnnLmError(f"--temperature must be >= 0, got {FLAGS.temperature}")
+    check_flags()
+    if FLAGS.saved_model:
+        return generate_from_saved_model(read_prompts())
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
-    import numpy as np
-    import tensorflow as tf
-    from rnn_lm import decoding, training
+    from rnn_lm import training
     from rnn_lm.data.tokenizers import get_tokenizer
+    from rnn_lm.generation import Generator
 
     config, vocab, model = training.load_model(FLAGS.model_dir)
     tokenizer = get_tokenizer(config.data.level)
-    prompts = [p for p in FLAGS.prompt for _ in range(FLAGS.num_samples)]
-    encoded = [[vocab.eos_id] + list(vocab.encode(tokenizer.tokenize_prompt(p))) for p in prompts]
-    width = max(map(len, encoded))
-    prompt_ids = np.zeros([len(encoded), width], np.int32)
-    for row, ids in zip(prompt_ids, encoded):
-        row[:len(ids)] = ids
-    run_sample = tf.function(lambda ids, lengths: decoding.sample(
-        model, ids, lengths, FLAGS.max_tokens, FLAGS.temperature, FLAGS.seed, vocab.eos_id))
-    ids, lengths = run_sample(tf.constant(prompt_ids), tf.constant([len(e) for e in encoded]))
-    for prompt, row, n in zip(prompts, ids.numpy(), lengths.numpy()):
-        continuation = tokenizer.detokenize(vocab.decode(row[:n])).rstrip("\n")
-        print((prompt + tokenizer.separator + continuation).strip() if prompt else continuation)
+    generator = Generator(model, vocab, tokenizer)
+    if FLAGS.interactive:
+        return interact(generator, tokenizer.separator)
+    prompts = read_prompts()
+    if FLAGS.beam_width:
+        results = generator.beam_search(prompts, FLAGS.max_tokens, FLAGS.beam_width, FLAGS.length_penalty)
+        for prompt, beams in zip(prompts, results):
+            for continuation, score in beams[:FLAGS.num_samples]:
+                emit(prompt, continuation, tokenizer.separator, round(score, 6))
+        return
+    repeated = [p for p in prompts for _ in range(FLAGS.num_samples)]
+    continuations = generator.sample(repeated, FLAGS.max_tokens, FLAGS.temperature, FLAGS.top_k, FLAGS.top_p,
+                                     FLAGS.seed)
+    for prompt, continuation in zip(repeated, continuations):
+        emit(prompt, continuation, tokenizer.separator)
+
+
+def interact(generator, separator):
+    print("Type a prompt and press Enter (an empty line starts a new sentence; Ctrl-D ends).", file=sys.stderr)
+    for n in itertools.count():
+        print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        prompt = line.rstrip("\n")
+        print(prompt, end="", flush=True)
+        pieces = generator.stream(prompt, FLAGS.max_tokens, FLAGS.temperature, FLAGS.top_k, FLAGS.top_p,
+                                  FLAGS.seed + n)
+        for i, token in enumerate(pieces):
+            print((separator if prompt or i else "") + token, end="", flush=True)
+        print(flush=True)
+
+
+def generate_from_saved_model(prompts):
+    import tensorflow as tf
+    try:
+        served = tf.saved_model.load(FLAGS.saved_model)
+    except (OSError, ValueError) as e:
+        raise RnnLmError(f"--saved_model {FLAGS.saved_model}: cannot load ({str(e).splitlines()[0]})") from None
+    generate = served.signatures["generate"]
+    repeated = [p for p in prompts for _ in range(FLAGS.num_samples)]
+    out = generate(prompts=tf.constant(repeated), max_tokens=tf.constant(FLAGS.max_tokens),
+                   temperature=tf.constant(FLAGS.temperature), top_k=tf.constant(FLAGS.top_k),
+                   top_p=tf.constant(FLAGS.top_p), seed=tf.constant(FLAGS.seed, tf.int64))
+    separator = "" if served.token_level.numpy() == b"char" else " "
+    for prompt, continuation in zip(repeated, out["continuations"].numpy()):
+        emit(prompt, continuation.decode("utf-8"), separator)
 
 
 def run():

@@ -1,0 +1,78 @@
+"""Text in, text out: prompts are tokenized, primed and continued by ``rnn_lm.decoding``.
+
+Every prompt starts from the start-of-sentence context ``<eos>``; words
+outside the vocabulary become ``<unk>``.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from rnn_lm import decoding
+
+
+class Generator:
+    """Continues prompts with a model and its vocabulary; each call is one graph call."""
+
+    def __init__(self, model, vocab, tokenizer):
+        self.model = model
+        self.vocab = vocab
+        self.tokenizer = tokenizer
+        eos = vocab.eos_id
+        self._sample = tf.function(
+            lambda ids, lengths, n, temperature, top_k, top_p, seed: decoding.sample(
+                model, ids, lengths, n, temperature, seed, eos, top_k=top_k, top_p=top_p))
+        self._beam = {}  # beam width -> tf.function (the width sets shapes)
+        self._prime = tf.function(lambda ids, lengths: decoding.prime(model, ids, lengths))
+        self._next = tf.function(self._next_token)
+
+    def encode_prompts(self, prompts):
+        """Prompts -> (ids [B, P] int32, lengths [B], unknown words per prompt)."""
+        encoded, unknown = [], []
+        for prompt in prompts:
+            tokens = self.tokenizer.tokenize_prompt(prompt)
+            unknown.append([t for t in tokens if t not in self.vocab.index])
+            encoded.append([self.vocab.eos_id] + list(self.vocab.encode(tokens)))
+        ids = np.zeros([len(encoded), max(map(len, encoded))], np.int32)
+        for row, e in zip(ids, encoded):
+            row[:len(e)] = e
+        return ids, np.array([len(e) for e in encoded], np.int32), unknown
+
+    def text(self, ids):
+        """Generated ids (up to and with <eos>) -> text, without the final line break."""
+        return self.tokenizer.detokenize(self.vocab.decode(ids)).rstrip("\n")
+
+    def sample(self, prompts, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+        """One continuation per prompt: a list of texts."""
+        ids, lengths, _ = self.encode_prompts(prompts)
+        out, n = self._sample(ids, lengths, tf.constant(max_tokens), tf.constant(temperature, tf.float32),
+                              tf.constant(top_k), tf.constant(top_p, tf.float32), tf.constant(seed, tf.int64))
+        return [self.text(row[:k]) for row, k in zip(out.numpy(), n.numpy())]
+
+    def beam_search(self, prompts, max_tokens, beam_width, length_penalty=0.0):
+        """The best ``beam_width`` continuations of each prompt: a list (per prompt) of (text, score)."""
+        if beam_width not in self._beam:
+            self._beam[beam_width] = tf.function(lambda ids, lengths, n, alpha: decoding.beam_search(
+                self.model, ids, lengths, n, beam_width, self.vocab.eos_id, length_penalty=alpha))
+        ids, lengths, _ = self.encode_prompts(prompts)
+        out, n, scores = self._beam[beam_width](ids, lengths, tf.constant(max_tokens),
+                                                tf.constant(length_penalty, tf.float32))
+        return [[(self.text(row[:k]), float(s)) for row, k, s in zip(rows, ks, ss)]
+                for rows, ks, ss in zip(out.numpy(), n.numpy(), scores.numpy())]
+
+    def _next_token(self, logits, state, temperature, top_k, top_p, seed):
+        token = decoding.choose(logits, temperature, top_k, top_p, seed)
+        logits, state = self.model.step(token, state)
+        return token, logits, state
+
+    def stream(self, prompt, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+        """Yields the continuation of one prompt token by token, as text pieces, up to <eos>."""
+        ids, lengths, _ = self.encode_prompts([prompt])
+        logits, state = self._prime(ids, lengths)
+        for t in range(max_tokens):
+            token, logits, state = self._next(
+                logits, state, tf.constant(temperature, tf.float32), tf.constant(top_k),
+                tf.constant(top_p, tf.float32), tf.constant([seed, t], tf.int64))
+            token = int(token[0])
+            if token == self.vocab.eos_id:
+                return
+            yield self.vocab.tokens[token]
