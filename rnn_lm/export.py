@@ -41,7 +41,7 @@ class ServingModule(tf.Module):
         # a float-input serving signature of its own); its variables are
         # tracked through this list, which is all the SavedModel needs.
         object.__setattr__(self, "model", model)
-        self.model_variables = list(model.variables)
+        self.model_variables = [v.value for v in model.variables]  # the tf.Variables under Keras' wrappers
         self.level = level
         # Clients join prompt and continuation with a space (word) or nothing (char).
         self.token_level = tf.Variable(level, trainable=False, name="level")

@@ -42,11 +42,12 @@ class Generator:
         return self.tokenizer.detokenize(self.vocab.decode(ids)).rstrip("\n")
 
     def sample(self, prompts, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
-        """One continuation per prompt: a list of texts."""
+        """One continuation per prompt: (texts, tokens generated per prompt, <eos> included)."""
         ids, lengths, _ = self.encode_prompts(prompts)
         out, n = self._sample(ids, lengths, tf.constant(max_tokens), tf.constant(temperature, tf.float32),
                               tf.constant(top_k), tf.constant(top_p, tf.float32), tf.constant(seed, tf.int64))
-        return [self.text(row[:k]) for row, k in zip(out.numpy(), n.numpy())]
+        n = n.numpy()
+        return [self.text(row[:k]) for row, k in zip(out.numpy(), n)], n.tolist()
 
     def beam_search(self, prompts, max_tokens, beam_width, length_penalty=0.0):
         """The best ``beam_width`` continuations of each prompt: a list (per prompt) of (text, score)."""

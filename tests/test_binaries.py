@@ -206,3 +206,20 @@ def test_generate_interactive_and_from_the_saved_model(trained):
     # Three paths (one graph call, the SavedModel, token by token) give the same greedy text.
     assert batch.stdout == served.stdout == streamed.stdout
     assert batch.stdout.startswith("the cake")
+
+
+def test_saved_model_cli_run_scores_and_generates(trained):
+    model_dir, _, _ = trained
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli is not installed beside this interpreter")
+    common = [cli, "run", "--dir", os.path.join(model_dir, "saved_model"), "--tag_set", "serve"]
+    score = subprocess.run(common + ["--signature_def", "score", "--input_exprs", 'sentences=["the cake which"]'],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    assert score.returncode == 0, score.stderr[-2000:]
+    assert "log_prob" in score.stdout and "perplexity" in score.stdout
+    gen = subprocess.run(common + ["--signature_def", "generate", "--input_exprs",
+                                   'prompts=["the cake"];max_tokens=5;temperature=0.0;top_k=0;top_p=1.0;seed=0'],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert gen.returncode == 0, gen.stderr[-2000:]
+    assert "continuations" in gen.stdout

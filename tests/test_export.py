@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from rnn_lm import decoding, training
+from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data.tokenizers import WordTokenizer
 from test_training import tiny_config, write_corpus
 
@@ -27,7 +28,14 @@ tok = m.signatures["tokenize"](text=tf.constant(["the cake zebra"]))
 detok = m.signatures["detokenize"](ids=tok["ids"], lengths=tok["lengths"])
 state = m.signatures["zero_state"](batch_size=tf.constant(1))["state"]
 step = m.signatures["step"](ids=tf.constant([1]), state=state)
-print(json.dumps({
+# The corpus perplexity through `step`, state carried, from the start context <eos> (id 1).
+stream = json.loads(sys.argv[2])
+state, log_prob, previous = m.signatures["zero_state"](batch_size=tf.constant(1))["state"], 0.0, 1
+for token in stream:
+    out = m.signatures["step"](ids=tf.constant([previous]), state=state)
+    log_prob += float(out["log_probs"][0, token])
+    state, previous = out["state"], token
+print(json.dumps({"stream_log_prob": log_prob,
     "log_prob": score["log_prob"].numpy().tolist(), "num_tokens": score["num_tokens"].numpy().tolist(),
     "perplexity": score["perplexity"].numpy().tolist(),
     "continuations": [s.decode() for s in gen["continuations"].numpy()],
@@ -44,11 +52,13 @@ def exported(tmp_path_factory):
     model_dir = str(root / "run")
     training.train(tiny_config(data, max_steps=40), model_dir)
     config, vocab, model = training.load_model(model_dir)
-    proc = subprocess.run([sys.executable, "-c", CLIENT, os.path.join(model_dir, "saved_model")],
+    stream = corpus_lib.load_corpus(config.data, vocab).test
+    proc = subprocess.run([sys.executable, "-c", CLIENT, os.path.join(model_dir, "saved_model"),
+                           json.dumps(stream.tolist())],
                           capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return vocab, model, json.loads(proc.stdout.splitlines()[-1])
+    return vocab, model, {**json.loads(proc.stdout.splitlines()[-1]), "stream": stream}
 
 
 def log_prob(model, vocab, sentence):
@@ -96,3 +106,12 @@ def test_saved_model_cli_shows_the_signatures(exported, tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("serving_default", "generate", "score", "step", "tokenize", "detokenize"):
         assert f"signature_def['{name}']" in proc.stdout
+
+
+def test_corpus_perplexity_through_the_saved_model_equals_the_evaluator(exported):
+    """Exported-model parity: the test split's perplexity, token by token through `step`."""
+    vocab, model, served = exported
+    stream = served["stream"]
+    served_ppl = np.exp(-served["stream_log_prob"] / len(stream))
+    expected = training.Evaluator(model, 1, 7, vocab.eos_id).perplexity(stream)
+    np.testing.assert_allclose(served_ppl, expected, rtol=1e-4)

@@ -10,6 +10,7 @@
 import itertools
 import json
 import sys
+import time
 
 from absl import flags
 
@@ -35,6 +36,8 @@ flags.DEFINE_integer("num_samples", 1, "Continuations per prompt (sampled; with 
 flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed gives the same text.")
 flags.DEFINE_boolean("json", False, "One JSON object a line instead of text.")
 flags.DEFINE_boolean("interactive", False, "Read prompts at a '> ' prompt and print tokens as they come.")
+flags.DEFINE_boolean("timing", False, "Also print the generation speed (ms per generated token, after an "
+                     "untimed first call that builds the graph) to stderr.")
 
 
 def check_flags():
@@ -95,10 +98,24 @@ def main(argv):
                 emit(prompt, continuation, tokenizer.separator, round(score, 6))
         return
     repeated = [p for p in prompts for _ in range(FLAGS.num_samples)]
-    continuations = generator.sample(repeated, FLAGS.max_tokens, FLAGS.temperature, FLAGS.top_k, FLAGS.top_p,
-                                     FLAGS.seed)
+    continuations, _ = timed(lambda: generator.sample(repeated, FLAGS.max_tokens, FLAGS.temperature,
+                                                      FLAGS.top_k, FLAGS.top_p, FLAGS.seed),
+                             lambda result: max(result[1]))
     for prompt, continuation in zip(repeated, continuations):
         emit(prompt, continuation, tokenizer.separator)
+
+
+def timed(generate, steps_of):
+    """Runs ``generate``; with --timing, once more timed, reporting ms per decoding step."""
+    result = generate()
+    if FLAGS.timing:
+        start = time.perf_counter()
+        result = generate()
+        ms = 1000 * (time.perf_counter() - start)
+        steps = steps_of(result)  # tokens of the longest continuation, <eos> included
+        print(f"{steps} decoding steps for a batch of {FLAGS.num_samples * len(read_prompts())} in {ms:.1f} ms: "
+              f"{ms / steps:.3f} ms per step", file=sys.stderr)
+    return result
 
 
 def interact(generator, separator):
@@ -125,9 +142,10 @@ def generate_from_saved_model(prompts):
         raise RnnLmError(f"--saved_model {FLAGS.saved_model}: cannot load ({str(e).splitlines()[0]})") from None
     generate = served.signatures["generate"]
     repeated = [p for p in prompts for _ in range(FLAGS.num_samples)]
-    out = generate(prompts=tf.constant(repeated), max_tokens=tf.constant(FLAGS.max_tokens),
-                   temperature=tf.constant(FLAGS.temperature), top_k=tf.constant(FLAGS.top_k),
-                   top_p=tf.constant(FLAGS.top_p), seed=tf.constant(FLAGS.seed, tf.int64))
+    out = timed(lambda: generate(prompts=tf.constant(repeated), max_tokens=tf.constant(FLAGS.max_tokens),
+                                 temperature=tf.constant(FLAGS.temperature), top_k=tf.constant(FLAGS.top_k),
+                                 top_p=tf.constant(FLAGS.top_p), seed=tf.constant(FLAGS.seed, tf.int64)),
+                lambda out: int(tf.reduce_max(out["lengths"])))
     separator = "" if served.token_level.numpy() == b"char" else " "
     for prompt, continuation in zip(repeated, out["continuations"].numpy()):
         emit(prompt, continuation.decode("utf-8"), separator)
