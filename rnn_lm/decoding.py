@@ -58,16 +58,22 @@ def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     conditions, not Python ``if``s; when both filters are off the result is
     exactly ``logits / T``.
     """
-    vocab = tf.shape(logits)[-1]
     logits = logits / tf.maximum(tf.cast(temperature, logits.dtype), 1e-6)
     top_k = tf.cast(top_k, tf.int32)
+    top_p = tf.cast(top_p, logits.dtype)
+    # Sorting the vocabulary is most of a decoding step's cost at batch 32:
+    # skip it (tf.cond runs one branch) when both filters are off.
+    return tf.cond((top_k > 0) | (top_p < 1.0), lambda: _top_k_top_p(logits, top_k, top_p), lambda: logits)
+
+
+def _top_k_top_p(logits, top_k, top_p):
+    vocab = tf.shape(logits)[-1]
     k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
     neg_inf = tf.constant(-np.inf, logits.dtype)
     ranked = tf.sort(logits, direction="DESCENDING")  # [B, V]
     logits = tf.where(logits < ranked[:, k - 1:k], neg_inf, logits)
     ranked = tf.where(tf.range(vocab) < k, ranked, neg_inf)  # = the top-k logits, sorted
     mass_before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
-    top_p = tf.cast(top_p, logits.dtype)
     # top_p >= 1 is tested on its own: rounding can push the cumulative sum of
     # the tail to 1 and would otherwise drop the least likely tokens.
     keep = (mass_before < top_p) | (tf.range(vocab) == 0) | (top_p >= 1.0)
@@ -84,10 +90,11 @@ def choose(logits, temperature, top_k, top_p, seed):
     (s, 0), (s, 1), ... draws what ``sample`` draws with seed s.
     """
     temperature = tf.cast(temperature, tf.float32)
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    drawn = tf.random.stateless_categorical(
-        filter_logits(logits, temperature, top_k, top_p), 1, seed=seed, dtype=tf.int32)[:, 0]
-    return tf.where(temperature > 0, drawn, greedy)
+    return tf.cond(
+        temperature > 0,
+        lambda: tf.random.stateless_categorical(
+            filter_logits(logits, temperature, top_k, top_p), 1, seed=seed, dtype=tf.int32)[:, 0],
+        lambda: tf.argmax(logits, axis=-1, output_type=tf.int32))
 
 
 def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id, top_k=0, top_p=1.0):

@@ -36,3 +36,34 @@ class SentenceScorer:
             log_probs = self._score(inputs, targets, weights).numpy()
             for line, ids, log_prob in zip(batch, encoded, log_probs):
                 yield line, float(log_prob), len(ids), int(np.sum(ids == self.vocab.unk_id))
+
+
+def saved_model_cross_entropy(path, lines):
+    """Mean -log p per token of ``lines`` (each ending in <eos>) under a SavedModel, in nats.
+
+    Uses only the SavedModel's own signatures (tokenize, zero_state, step), so
+    it checks the exported model itself: one stream from the start context,
+    the state carried through, the whole loop in one graph.  Returns
+    (mean cross entropy, number of tokens, number of <unk>).
+    """
+    served = tf.saved_model.load(path)
+    tokenized = served.signatures["tokenize"](text=tf.constant(lines))
+    ids = tf.RaggedTensor.from_tensor(tokenized["ids"], lengths=tokenized["lengths"])
+    eos = tf.fill([ids.nrows(), 1], 1)  # <eos> is id 1 in every rnn_lm vocabulary
+    stream = tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1).flat_values
+    step = served.signatures["step"]
+
+    @tf.function
+    def total_log_prob(stream):
+        def body(i, previous, state, total):
+            out = step(ids=tf.reshape(previous, [1]), state=state)
+            token = stream[i]
+            return i + 1, token, out["state"], total + tf.cast(out["log_probs"][0, token], tf.float64)
+
+        state = served.signatures["zero_state"](batch_size=tf.constant(1))["state"]
+        _, _, _, total = tf.while_loop(lambda i, *_: i < tf.size(stream), body,
+                                       (tf.constant(0), tf.constant(1), state, tf.constant(0.0, tf.float64)))
+        return total
+
+    n = int(tf.size(stream))
+    return -float(total_log_prob(stream)) / n, n, int(tf.reduce_sum(tf.cast(tf.equal(stream, 0), tf.int32)))

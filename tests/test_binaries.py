@@ -223,3 +223,14 @@ def test_saved_model_cli_run_scores_and_generates(trained):
                          capture_output=True, text=True, env=ENV, timeout=300)
     assert gen.returncode == 0, gen.stderr[-2000:]
     assert "continuations" in gen.stdout
+
+
+def test_eval_through_the_saved_model_equals_the_checkpoint(trained):
+    model_dir, data, _ = trained
+    text = os.path.join(data, "test.txt")
+    from_checkpoint = run("eval", f"--model_dir={model_dir}", f"--text_file={text}")
+    from_saved_model = run("eval", f"--saved_model={model_dir}/saved_model", f"--text_file={text}")
+    for proc in (from_checkpoint, from_saved_model):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    ppl = [float(p.stdout.split("perplexity ")[1].split(",")[0]) for p in (from_checkpoint, from_saved_model)]
+    assert ppl[0] == pytest.approx(ppl[1], rel=1e-4)

@@ -3,6 +3,7 @@
     rnn-lm-eval --model_dir=/tmp/lm                       # the corpus' test split
     rnn-lm-eval --model_dir=/tmp/lm --text_file=my.txt
     rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --per_sentence   # JSON lines
+    rnn-lm-eval --saved_model=/tmp/lm/saved_model --text_file=test.txt    # the exported model itself
 """
 
 import json
@@ -16,7 +17,9 @@ from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "A model directory written by rnn-lm-train.", required=True)
+flags.DEFINE_string("model_dir", "", "A model directory written by rnn-lm-train.")
+flags.DEFINE_string("saved_model", "", "Or a SavedModel (with --text_file): the perplexity through its own "
+                    "signatures, token by token.")
 flags.DEFINE_string("text_file", "", "UTF-8 text to score; empty: the --split of the training corpus.")
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when no --text_file is given.")
 flags.DEFINE_integer("batch_size", 1, "Streams scored in parallel: 1 is exact, more are faster and "
@@ -27,6 +30,18 @@ flags.DEFINE_boolean("per_sentence", False, "With --text_file: one JSON line per
 
 
 def main(argv):
+    if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
+        raise RnnLmError("give exactly one of --model_dir and --saved_model")
+    if FLAGS.saved_model:
+        if not FLAGS.text_file or FLAGS.per_sentence:
+            raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence)")
+        from rnn_lm.data import corpus as corpus_lib
+        lines = corpus_lib.read_lines(FLAGS.text_file)
+        from rnn_lm.scoring import saved_model_cross_entropy
+        nats, n, unk = saved_model_cross_entropy(FLAGS.saved_model, lines)
+        print(f"{FLAGS.text_file} under {FLAGS.saved_model}: {n} tokens, perplexity {math.exp(nats):.2f}, "
+              f"{nats:.4f} nats/token, <unk> {100 * unk / n:.2f}%")
+        return
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
     from rnn_lm import training
