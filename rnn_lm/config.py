@@ -14,6 +14,7 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("sgd", "adam")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+NAN_POLICIES = ("skip", "stop")
 CORPUS_NAMES = ("", "grammar", "ptb", "wikitext2", "wikitext103", "tinyshakespeare")
 CONFIG_FILE = "config.json"
 
@@ -100,6 +101,9 @@ class TrainConfig:
     eval_batch_size: int = 1  # one stream: exact perplexity
     log_every_steps: int = 100
     save_every_steps: int = 0  # 0: at the end of each epoch only
+    save_every_secs: float = 0.0  # 0: no time-based checkpoints
+    nan_policy: str = "skip"  # a non-finite loss or gradient: skip the update, or stop
+    max_nonfinite_steps: int = 10  # stop after this many skipped updates in a row
     keep_checkpoints: int = 3
     sample_tokens: int = 30
     sample_temperature: float = 0.8
@@ -119,6 +123,10 @@ class TrainConfig:
         if not 0.0 < self.lr_decay <= 1.0:
             raise RnnLmError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        _choice("nan_policy", self.nan_policy, NAN_POLICIES)
+        _positive("max_nonfinite_steps", self.max_nonfinite_steps)
+        if self.save_every_secs < 0:
+            raise RnnLmError(f"--save_every_secs must be >= 0, got {self.save_every_secs}")
         if self.sample_temperature < 0:
             raise RnnLmError(f"--sample_temperature must be >= 0, got {self.sample_temperature}")
         if self.max_grad_norm < 0:

@@ -90,11 +90,13 @@ def choose(logits, temperature, top_k, top_p, seed):
     (s, 0), (s, 1), ... draws what ``sample`` draws with seed s.
     """
     temperature = tf.cast(temperature, tf.float32)
-    return tf.cond(
+    token = tf.cond(
         temperature > 0,
         lambda: tf.random.stateless_categorical(
             filter_logits(logits, temperature, top_k, top_p), 1, seed=seed, dtype=tf.int32)[:, 0],
         lambda: tf.argmax(logits, axis=-1, output_type=tf.int32))
+    # Non-finite logits (a diverged model) make the draw return |V|: keep ids valid.
+    return tf.minimum(token, tf.shape(logits)[-1] - 1)
 
 
 def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id, top_k=0, top_p=1.0):

@@ -6,6 +6,8 @@ The model directory's layout is described in ``rnn_lm.model_dir``.
 import dataclasses
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -38,6 +40,9 @@ class TrainResult:
     tokens_per_sec: float = math.nan
     sample: str = ""
     final_step: int = 0
+    skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
+    interrupted: str = ""  # the signal that stopped the run, if one did
+    best_valid_perplexity: float = math.inf  # of this call's epochs (the best checkpoint: checkpoints/best)
 
 
 def load_model(model_dir):
@@ -101,7 +106,8 @@ class Evaluator:
         return total / count
 
     def perplexity(self, ids):
-        return math.exp(self.mean_cross_entropy(ids))
+        nats = self.mean_cross_entropy(ids)
+        return math.exp(nats) if nats < 700 else math.inf
 
 
 # ----------------------------------------------------------------------------
@@ -141,10 +147,11 @@ class TrainStep:
         # that it stays in the graph and goes into the checkpoint.
         self._state_structure = model.zero_state(batch_size)
         self.carried_state = [tf.Variable(z, trainable=False) for z in tf.nest.flatten(self._state_structure)]
+        self.optimizer.build(model.trainable_variables)  # before the graph: its update runs in a tf.cond
         self._step_fn = tf.function(self._step_impl, jit_compile=jit_compile)
 
     def __call__(self, inputs, targets):
-        """inputs, targets [B, T] int32 -> {"loss", "grad_norm"}."""
+        """inputs, targets [B, T] int32 -> {"loss", "grad_norm", "applied"}."""
         return self._step_fn(inputs, targets)
 
     def _step_impl(self, inputs, targets):
@@ -158,13 +165,20 @@ class TrainStep:
         grad_norm = tf.linalg.global_norm(grads)
         if self.max_grad_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=grad_norm)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        # The next window starts from this final state; it enters the next
-        # call as a plain value, so no gradient flows back across the edge.
-        for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
-            var.assign(value)
+
+        def update():
+            self.optimizer.apply_gradients(zip(grads, variables))
+            # The next window starts from this final state; it enters the next
+            # call as a plain value, so no gradient flows back across the edge.
+            for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
+                var.assign(value)
+            return tf.constant(True)
+
+        # A non-finite loss or gradient changes nothing: no update, no new state.
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
+        applied = tf.cond(finite, update, lambda: tf.constant(False))
         self.step.assign_add(1)
-        return {"loss": loss, "grad_norm": grad_norm}
+        return {"loss": loss, "grad_norm": grad_norm, "applied": applied}
 
     def reset_state(self):
         """h_(0) = 0, at the start of each epoch."""
@@ -196,6 +210,11 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
             step_counter=self.step, checkpoint_name="ckpt")
+        # The checkpoint of the best validation perplexity so far, kept apart.
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR, "best"), max_to_keep=1,
+            step_counter=self.step, checkpoint_name="best")
+        self.stop_signal = None
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
         self._sample = tf.function(lambda ids, lengths, n, temperature, seed: decoding.sample(
             self.model, ids, lengths, n, temperature, seed, vocab.eos_id))
@@ -216,15 +235,44 @@ class Trainer:
         return get_tokenizer(self.config.data.level).detokenize(tokens).strip()
 
     def fit(self, corpus, result):
-        """The epoch loop; fills ``result``. Stops at ``epochs`` or ``max_steps``."""
+        """The epoch loop; fills ``result``. Stops at ``epochs``, ``max_steps`` or a signal.
+
+        SIGINT and SIGTERM let the current step finish, then a checkpoint is
+        written and ``result.interrupted`` names the signal.
+        """
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            self._fit(corpus, result)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame):
+        self.stop_signal = signal.Signals(signum).name
+
+    def _save(self):
+        self.manager.save(checkpoint_number=self.step)  # named by the training step: ckpt-<step>
+        self._last_save = (int(self.step), time.monotonic())
+
+    def _save_due(self):
+        t = self.config.train
+        step, when = self._last_save
+        return ((t.save_every_steps and int(self.step) - step >= t.save_every_steps)
+                or (t.save_every_secs and time.monotonic() - when >= t.save_every_secs))
+
+    def _fit(self, corpus, result):
         t = self.config.train
         tokens_per_step = t.batch_size * t.num_steps
         windows_per_epoch = pipeline.num_train_windows(len(corpus.train), t.batch_size, t.num_steps)
         train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "train"))
         valid_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "valid"))
-        last_save = int(self.step)
+        self._last_save = (int(self.step), time.monotonic())
         timed_tokens, timed_secs = 0, 0.0
         validated_at = None
+        nonfinite_in_a_row = 0
 
         while int(self.epoch) < t.epochs and not self._done():
             epoch = int(self.epoch)
@@ -245,9 +293,20 @@ class Trainer:
                 loss = float(metrics["loss"])
                 result.step_losses[step] = loss
                 loss_sum, loss_n, since_log = loss_sum + loss, loss_n + 1, since_log + 1
-                if not math.isfinite(loss):
-                    raise RnnLmError(f"the loss became {loss} at step {step}; lower --learning_rate "
-                                     "or --max_grad_norm (the last checkpoint is kept)")
+                if bool(metrics["applied"]):
+                    nonfinite_in_a_row = 0
+                else:
+                    nonfinite_in_a_row += 1
+                    result.skipped_steps += 1
+                    logging.warning("step %d: loss %s, gradient norm %s: update skipped", step, loss,
+                                    float(metrics["grad_norm"]))
+                    with train_writer.as_default(step=step):
+                        tf.summary.scalar("skipped_steps", result.skipped_steps)
+                    if t.nan_policy == "stop" or nonfinite_in_a_row >= t.max_nonfinite_steps:
+                        raise RnnLmError(
+                            f"non-finite loss or gradient at step {step} ({nonfinite_in_a_row} in a row); "
+                            f"stopped with the last good checkpoint {self.manager.latest_checkpoint} kept; "
+                            "lower --learning_rate or --max_grad_norm")
                 if step % t.log_every_steps == 0 or int(self.window) == windows_per_epoch:
                     secs = time.perf_counter() - tick
                     if step > 1:  # the first interval includes tracing the graph
@@ -266,11 +325,18 @@ class Trainer:
                         tf.summary.scalar("grad_norm", metrics["grad_norm"])
                         tf.summary.scalar("tokens_per_sec", rate)
                     tick, since_log = time.perf_counter(), 0
-                if t.save_every_steps and step - last_save >= t.save_every_steps:
-                    self.manager.save()
-                    last_save = step
+                if self.stop_signal:
+                    break
+                if self._save_due():
+                    self._save()
                 if self._done():
                     break
+            if self.stop_signal:
+                self._save()
+                result.interrupted = self.stop_signal
+                logging.warning("%s: stopped after step %d with a checkpoint; run the same command to resume",
+                                self.stop_signal, int(self.step))
+                break
             if int(self.window) < windows_per_epoch:
                 break  # max_steps reached inside the epoch; resume continues it
             self.window.assign(0)
@@ -285,10 +351,12 @@ class Trainer:
             with valid_writer.as_default(step=int(self.step)):
                 tf.summary.scalar("perplexity", valid_ppl)
                 tf.summary.text("sample", sample)
-            self.manager.save()
-            last_save = int(self.step)
-        if int(self.step) != last_save:
-            self.manager.save()
+            self._save()
+            if valid_ppl < result.best_valid_perplexity:
+                result.best_valid_perplexity = valid_ppl
+                self.best_manager.save(checkpoint_number=self.step)
+        if int(self.step) != self._last_save[0]:
+            self._save()
         train_writer.flush()
         valid_writer.flush()
         if validated_at != int(self.step):
@@ -326,6 +394,8 @@ def train(config, model_dir, export=True, prepared=None):
         logging.info("resumed from %s (epoch %d, step %d, window %d)", resumed, int(trainer.epoch) + 1,
                      int(trainer.step), int(trainer.window))
     trainer.fit(corpus, result)
+    if result.interrupted:
+        return result  # evaluation and export wait for the resumed run
 
     if math.isnan(result.valid_perplexity):
         result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)

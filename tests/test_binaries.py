@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -234,3 +236,25 @@ def test_eval_through_the_saved_model_equals_the_checkpoint(trained):
         assert proc.returncode == 0, proc.stderr[-2000:]
     ppl = [float(p.stdout.split("perplexity ")[1].split(",")[0]) for p in (from_checkpoint, from_saved_model)]
     assert ppl[0] == pytest.approx(ppl[1], rel=1e-4)
+
+
+def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
+    data = write_corpus(tmp_path / "data", (40, 3, 3))
+    model_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "rnn_lm.bin.train", f"--model_dir={model_dir}", f"--data_dir={data}",
+            "--epochs=100000", *TINY]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 240
+    while not (model_dir / "checkpoints" / "checkpoint").exists() and time.time() < deadline:
+        time.sleep(0.5)  # the first checkpoint comes at the end of the first (tiny) epoch
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM: stopped at step" in out and "run the same command to resume" in out
+    stopped = int(out.split("stopped at step ")[1].split()[0])
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    assert latest.endswith(f"ckpt-{stopped}")  # the step it stopped at was saved
+    resumed = run("train", f"--model_dir={model_dir}", f"--data_dir={data}", "--epochs=100000",
+                  f"--max_steps={stopped + 2}", *TINY)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {latest}" in resumed.stderr

@@ -1,6 +1,7 @@
 """The trainer: learning, exact evaluation, resume, and the model directory's guards."""
 
 import dataclasses
+import re
 import math
 import os
 
@@ -147,3 +148,32 @@ def test_gradient_norm_counts_a_repeated_token_once(tmp_path):
     dense = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
     expected = np.sqrt(sum(np.sum(np.square(g.numpy().astype(np.float64))) for g in dense))
     np.testing.assert_allclose(float(step(ids, ids)["grad_norm"]), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy, expected", [("stop", "at step 1 (1 in a row)"), ("skip", "at step 3 (3 in a row)")])
+def test_non_finite_updates_are_skipped_then_stop(tmp_path, policy, expected):
+    """Weights near the float32 limit overflow: every loss is non-finite and no update is applied."""
+    data = write_corpus(tmp_path / "data", (30, 3, 3))
+    cfg = tiny_config(data, nan_policy=policy, max_nonfinite_steps=3)
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, init_scale=3e38))
+    with pytest.raises(RnnLmError, match=re.escape(expected)):
+        training.train(cfg, str(tmp_path / "run"), export=False)
+
+
+def test_skipped_update_leaves_weights_and_state_unchanged():
+    import keras
+    from rnn_lm.model import RNNLanguageModel
+    model = RNNLanguageModel(ModelConfig(vocab_size=7, num_layers=1, hidden_size=5, embedding_size=4))
+    step = training.TrainStep(model, keras.optimizers.SGD(1.0), batch_size=2, max_grad_norm=0)
+    ids = tf.constant([[1, 2, 3], [4, 5, 6]])
+    step(ids, ids)  # a finite step: the state moves away from zero
+    before = [v.numpy() for v in model.variables + step.carried_state]
+    model.b_y.assign(tf.fill([7], np.nan))  # the next loss is NaN ...
+    nan_b_y = model.b_y.numpy()
+    metrics = step(ids, ids)
+    assert not bool(metrics["applied"])
+    after = [v.numpy() for v in model.variables + step.carried_state]
+    for b, a, v in zip(before, after, model.variables + step.carried_state):
+        if v is not model.b_y:  # ... and nothing else changed
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.b_y.numpy(), nan_b_y)

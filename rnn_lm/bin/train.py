@@ -66,7 +66,12 @@ flags.DEFINE_integer("eval_batch_size", 1, "Streams when computing valid/test pe
                      "more are faster.")
 flags.DEFINE_integer("log_every_steps", 100, "Progress line and TensorBoard scalars every N steps.")
 flags.DEFINE_integer("save_every_steps", 0, "Checkpoint every N steps as well as after each epoch.")
-flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+flags.DEFINE_float("save_every_secs", 0, "Checkpoint every N seconds as well; 0: not by time.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the best-validation one is kept apart, in "
+                     "checkpoints/best).")
+flags.DEFINE_enum("nan_policy", "skip", config_lib.NAN_POLICIES, "A non-finite loss or gradient norm: skip "
+                  "that update (and stop after --max_nonfinite_steps in a row), or stop at once.")
+flags.DEFINE_integer("max_nonfinite_steps", 10, "Skipped updates in a row that stop training.")
 flags.DEFINE_integer("sample_tokens", 30, "Length of the sample printed after each epoch.")
 flags.DEFINE_float("sample_temperature", 0.8, "Temperature of those samples; 0: greedy.")
 
@@ -87,7 +92,8 @@ def config_from_flags():
             optimizer=f.optimizer, learning_rate=f.learning_rate, lr_decay=f.lr_decay,
             decay_start_epoch=f.decay_start_epoch, max_grad_norm=f.max_grad_norm, seed=f.seed,
             eval_batch_size=f.eval_batch_size, log_every_steps=f.log_every_steps,
-            save_every_steps=f.save_every_steps, keep_checkpoints=f.keep_checkpoints,
+            save_every_steps=f.save_every_steps, save_every_secs=f.save_every_secs,
+            nan_policy=f.nan_policy, max_nonfinite_steps=f.max_nonfinite_steps, keep_checkpoints=f.keep_checkpoints,
             sample_tokens=f.sample_tokens, sample_temperature=f.sample_temperature,
             jit_compile=f.jit_compile, compute_dtype=f.compute_dtype))
 
@@ -98,6 +104,10 @@ def main(argv):
     from rnn_lm import training
     logging.set_verbosity(logging.INFO)
     result = training.train(prepared[0], FLAGS.model_dir, prepared=prepared)
+    if result.interrupted:
+        print(f"{result.interrupted}: stopped at step {result.final_step} with a checkpoint in "
+              f"{FLAGS.model_dir}; run the same command to resume")
+        return
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
     if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
