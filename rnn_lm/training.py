@@ -273,6 +273,7 @@ class Trainer:
         timed_tokens, timed_secs = 0, 0.0
         validated_at = None
         nonfinite_in_a_row = 0
+        first_interval = True
 
         while int(self.epoch) < t.epochs and not self._done():
             epoch = int(self.epoch)
@@ -292,9 +293,10 @@ class Trainer:
                 step = int(self.step)
                 loss = float(metrics["loss"])
                 result.step_losses[step] = loss
-                loss_sum, loss_n, since_log = loss_sum + loss, loss_n + 1, since_log + 1
+                since_log += 1
                 if bool(metrics["applied"]):
                     nonfinite_in_a_row = 0
+                    loss_sum, loss_n = loss_sum + loss, loss_n + 1
                 else:
                     nonfinite_in_a_row += 1
                     result.skipped_steps += 1
@@ -309,9 +311,10 @@ class Trainer:
                             "lower --learning_rate or --max_grad_norm")
                 if step % t.log_every_steps == 0 or int(self.window) == windows_per_epoch:
                     secs = time.perf_counter() - tick
-                    if step > 1:  # the first interval includes tracing the graph
+                    if not first_interval:  # the first one includes building the graph
                         timed_tokens += since_log * tokens_per_step
                         timed_secs += secs
+                    first_interval = False
                     rate = since_log * tokens_per_step / max(secs, 1e-9)
                     done = int(self.window) / windows_per_epoch
                     eta = (windows_per_epoch - int(self.window)) * tokens_per_step / max(rate, 1e-9)
