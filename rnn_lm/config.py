@@ -107,6 +107,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_tokens: int = 30
     sample_temperature: float = 0.8
+    deterministic: bool = False  # TensorFlow's op determinism (same losses run after run)
     jit_compile: bool = False  # XLA for the train step
     compute_dtype: str = "float32"  # "bfloat16": mixed precision, loss and variables float32
 

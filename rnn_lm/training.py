@@ -195,6 +195,8 @@ class Trainer:
         self.vocab = vocab
         t = config.train
         keras.utils.set_random_seed(t.seed)
+        if t.deterministic:
+            tf.config.experimental.enable_op_determinism()
         self.model = RNNLanguageModel(config.model, compute_dtype=t.compute_dtype)
         self.optimizer = make_optimizer(t)
         self.optimizer.build(self.model.trainable_variables)

@@ -60,6 +60,8 @@ flags.DEFINE_float("max_grad_norm", 0.25, "Clip gradients to this global norm (o
 flags.DEFINE_enum("compute_dtype", "float32", config_lib.COMPUTE_DTYPES, "bfloat16: mixed precision "
                   "(cells and softmax product in bfloat16; variables, state and loss in float32). Pays only "
                   "on CPUs with native bfloat16 (AVX512_BF16, AMX) or GPUs.")
+flags.DEFINE_boolean("deterministic", False, "TensorFlow's op determinism: with the same --seed, an "
+                     "interrupted and resumed run repeats the uninterrupted run's losses (slower on GPUs).")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (measure: it does not always pay).")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, dropout and samples.")
 flags.DEFINE_integer("eval_batch_size", 1, "Streams when computing valid/test perplexity; 1 is exact, "
@@ -95,7 +97,7 @@ def config_from_flags():
             save_every_steps=f.save_every_steps, save_every_secs=f.save_every_secs,
             nan_policy=f.nan_policy, max_nonfinite_steps=f.max_nonfinite_steps, keep_checkpoints=f.keep_checkpoints,
             sample_tokens=f.sample_tokens, sample_temperature=f.sample_temperature,
-            jit_compile=f.jit_compile, compute_dtype=f.compute_dtype))
+            jit_compile=f.jit_compile, compute_dtype=f.compute_dtype, deterministic=f.deterministic))
 
 
 def main(argv):
