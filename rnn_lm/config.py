@@ -62,6 +62,7 @@ class DataConfig:
     level: str = "word"
     vocab_size: int = 0  # cap on the vocabulary, specials included; 0: no cap
     min_count: int = 1
+    encoding_errors: str = "strict"  # bytes that are not UTF-8: an error, or "replace" them by U+FFFD
     grammar_seed: int = 0
     grammar_train_tokens: int = 1_000_000
     grammar_max_depth: int = 2
@@ -71,6 +72,7 @@ class DataConfig:
         if self.corpus == "grammar" and self.data_dir:
             raise RnnLmError("--corpus=grammar is generated; it takes no --data_dir")
         _choice("level", self.level, LEVELS)
+        _choice("encoding_errors", self.encoding_errors, ("strict", "replace"))
         if self.vocab_size < 0 or self.vocab_size in (1, 2):
             raise RnnLmError(f"--vocab_size must be 0 (no cap) or at least 3, got {self.vocab_size}")
         _positive("min_count", self.min_count)

@@ -258,3 +258,9 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
                   f"--max_steps={stopped + 2}", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {latest}" in resumed.stderr
+
+
+def test_a_prompt_of_only_unknown_words_is_refused(trained):
+    model_dir, _, _ = trained
+    assert_one_line_error(run("generate", f"--model_dir={model_dir}", "--prompt=zebra quokka"),
+                          "only words outside the vocabulary")

@@ -300,3 +300,11 @@ def test_ptb_counts_match_the_data_readme(ptb):
     assert ptb.vocab.tokens[:3] == [UNK, EOS, "the"]
     counts = np.bincount(ptb.train, minlength=len(ptb.vocab))[2:]
     assert np.all(counts[:-1] >= counts[1:])  # frequency order after the specials
+
+
+def test_encoding_errors_replace_reads_non_utf8(tmp_path):
+    path = tmp_path / "valid.txt"
+    path.write_bytes(b"the \xff cat\n")
+    with pytest.raises(RnnLmError, match="offset 4; --encoding_errors=replace"):
+        read_lines(str(path))
+    assert read_lines(str(path), "replace") == ["the \ufffd cat"]

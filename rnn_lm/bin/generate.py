@@ -91,6 +91,10 @@ def main(argv):
     if FLAGS.interactive:
         return interact(generator, tokenizer.separator)
     prompts = read_prompts()
+    for prompt, unknown in zip(prompts, generator.encode_prompts(prompts)[2]):
+        if unknown and len(unknown) == len(tokenizer.tokenize_prompt(prompt)):
+            raise RnnLmError(f"the prompt {prompt!r} has only words outside the vocabulary "
+                             f"(all would be <unk>); {FLAGS.model_dir}/vocab.txt lists the known ones")
     if FLAGS.beam_width:
         results = generator.beam_search(prompts, FLAGS.max_tokens, FLAGS.beam_width, FLAGS.length_penalty)
         for prompt, beams in zip(prompts, results):

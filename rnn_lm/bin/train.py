@@ -31,6 +31,8 @@ flags.DEFINE_string("data_dir", "", "Folder with train.txt, valid.txt, test.txt 
 flags.DEFINE_enum("level", "word", config_lib.LEVELS, "Tokens are words (split on whitespace) or characters.")
 flags.DEFINE_integer("vocab_size", 0, "Cap on the vocabulary size, <unk> and <eos> included; 0: no cap.")
 flags.DEFINE_integer("min_count", 1, "Training-split words seen fewer times become <unk>.")
+flags.DEFINE_enum("encoding_errors", "strict", ["strict", "replace"], "Bytes that are not UTF-8: an error "
+                  "naming the file and offset, or replaced by U+FFFD.")
 flags.DEFINE_integer("grammar_train_tokens", 1_000_000, "Built-in corpus: training tokens.")
 flags.DEFINE_integer("grammar_max_depth", 2, "Built-in corpus: how deep subject modifiers nest "
                      "(the distance of subject-verb agreement).")
@@ -87,6 +89,7 @@ def config_from_flags():
             init_scale=f.init_scale),
         data=config_lib.DataConfig(
             corpus=f.corpus, data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
+            encoding_errors=f.encoding_errors,
             grammar_seed=f.grammar_seed, grammar_train_tokens=f.grammar_train_tokens,
             grammar_max_depth=f.grammar_max_depth),
         train=config_lib.TrainConfig(

@@ -22,10 +22,11 @@ from rnn_lm.errors import RnnLmError
 SPLITS = ("train", "valid", "test")
 
 
-def read_lines(path):
+def read_lines(path, encoding_errors="strict"):
     """The lines of a UTF-8 text file, with errors that name the file.
 
-    Line breaks are universal (\\n, \\r\\n or \\r) and removed.
+    Line breaks are universal (\\n, \\r\\n or \\r) and removed.  Bytes that are
+    not UTF-8 are an error, or with ``encoding_errors="replace"`` become U+FFFD.
     """
     try:
         with open(path, "rb") as f:
@@ -37,9 +38,10 @@ def read_lines(path):
     except OSError as e:
         raise RnnLmError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
-        raise RnnLmError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+        raise RnnLmError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}; "
+                         "--encoding_errors=replace reads it anyway)") from None
     if not text.strip():
         raise RnnLmError(f"{path}: empty file (no tokens)")
     return text_lines(text)
@@ -71,7 +73,7 @@ def read_split_lines(data_config):
     if missing:
         raise RnnLmError(f"--data_dir {data_dir}: missing {', '.join(s + '.txt' for s in missing)}"
                          " (a corpus folder holds train.txt, valid.txt and test.txt)")
-    return {s: read_lines(os.path.join(data_dir, s + ".txt")) for s in SPLITS}
+    return {s: read_lines(os.path.join(data_dir, s + ".txt"), data_config.encoding_errors) for s in SPLITS}
 
 
 @dataclasses.dataclass
