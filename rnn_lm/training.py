@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from rnn_lm import analysis
 from rnn_lm import decoding
 from rnn_lm import export as export_lib
 from rnn_lm import losses
@@ -178,7 +179,8 @@ class TrainStep:
         finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
         applied = tf.cond(finite, update, lambda: tf.constant(False))
         self.step.assign_add(1)
-        return {"loss": loss, "grad_norm": grad_norm, "applied": applied}
+        clipped = grad_norm > self.max_grad_norm if self.max_grad_norm > 0 else tf.constant(False)
+        return {"loss": loss, "grad_norm": grad_norm, "applied": applied, "clipped": clipped}
 
     def reset_state(self):
         """h_(0) = 0, at the start of each epoch."""
@@ -287,7 +289,7 @@ class Trainer:
                          epoch + 1, t.epochs, lr, windows_per_epoch, t.batch_size, t.num_steps)
             loss_sum, loss_n = 0.0, 0
             tick = time.perf_counter()
-            since_log = 0
+            since_log = clipped_since_log = 0
             for inputs, targets in pipeline.train_windows(corpus.train, t.batch_size, t.num_steps,
                                                           int(self.window)):
                 metrics = self.train_step(inputs, targets)
@@ -296,6 +298,7 @@ class Trainer:
                 loss = float(metrics["loss"])
                 result.step_losses[step] = loss
                 since_log += 1
+                clipped_since_log += int(bool(metrics["clipped"]))
                 if bool(metrics["applied"]):
                     nonfinite_in_a_row = 0
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
@@ -329,7 +332,11 @@ class Trainer:
                         tf.summary.scalar("learning_rate", lr)
                         tf.summary.scalar("grad_norm", metrics["grad_norm"])
                         tf.summary.scalar("tokens_per_sec", rate)
-                    tick, since_log = time.perf_counter(), 0
+                        # The lecture's exploding gradients and their cure, as they happen.
+                        tf.summary.scalar("clipped_fraction", clipped_since_log / since_log)
+                        for name, value in analysis.spectral_norms(self.model).items():
+                            tf.summary.scalar(f"spectral_norm/{name}", value)
+                    tick, since_log, clipped_since_log = time.perf_counter(), 0, 0
                 if self.stop_signal:
                     break
                 if self._save_due():

@@ -52,7 +52,8 @@ def test_train_writes_a_self_describing_model_dir(trained):
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
     assert config["model"]["hidden_size"] == 16 and config["train"]["epochs"] == 2
-    for split, expected in [("train", {"loss", "perplexity", "learning_rate", "grad_norm", "tokens_per_sec"}),
+    for split, expected in [("train", {"loss", "perplexity", "learning_rate", "grad_norm", "tokens_per_sec",
+                                       "clipped_fraction", "spectral_norm/layer_1/W_hi"}),
                             ("valid", {"perplexity", "sample"})]:
         folder = os.path.join(model_dir, "logs", split)
         tags = {value.tag for name in os.listdir(folder)
@@ -264,3 +265,16 @@ def test_a_prompt_of_only_unknown_words_is_refused(trained):
     model_dir, _, _ = trained
     assert_one_line_error(run("generate", f"--model_dir={model_dir}", "--prompt=zebra quokka"),
                           "only words outside the vocabulary")
+
+
+def test_gradient_flow_binary(tmp_path):
+    out = tmp_path / "flow.json"
+    proc = run("gradient_flow", "--hidden_size=8", "--num_steps=6", "--every=1", "--batch_size=4",
+               f"--json_out={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    flows = json.loads(out.read_text())
+    assert sorted(flows) == ["elman", "gru", "lstm"]
+    for result in flows.values():
+        assert [len(layer) for layer in result["flow"]] == [6, 6]
+    elman = flows["elman"]["flow"][0]
+    assert elman[5] < elman[0]  # the simple RNN's gradient shrinks with the lag

@@ -1,0 +1,72 @@
+"""Measuring the lecture's claims: how the gradient flows back through time.
+
+``gradient_flow`` gives, for every layer, the norm of dJ_T/dh_t, the gradient
+of the cost at the last time step T with respect to the hidden state at an
+earlier step t, for each lag T - t.  It is the quantity behind "with many
+recursions, the gradients can vanish or explode": for an Elman RNN
+
+    dJ_T/dh_t = dJ_T/dh_T  prod_{s=t+1..T} diag(f'(a_s)) U^T
+
+shrinks or grows geometrically with the lag, while the LSTM's and GRU's gates
+can keep h_t ~ h_{t-1} and the gradient alive.
+
+The loop is the cell's own fast path (``fuse``/``project_inputs``/``step``, as
+in ``rnn_lm.unroll``) with a zero "probe" added to every h_t; the gradient with
+respect to the probe at t is the total derivative dJ_T/dh_t, through every
+later step.
+"""
+
+import tensorflow as tf
+
+from rnn_lm import losses
+
+
+def gradient_flow(model, ids, targets):
+    """Norms of dJ_T/dh_t for one batch: a list (per layer) of [T] arrays, index = lag T - t.
+
+    ids, targets [B, T] int; J_T is the cross entropy of the last position,
+    averaged over the batch; the norm is over the batch and the units.
+    """
+    return _gradient_flow(model, tf.convert_to_tensor(ids), tf.convert_to_tensor(targets))
+
+
+@tf.function(reduce_retracing=True)
+def _flow_graph(model, ids, targets):
+    batch, num_steps = tf.shape(ids)[0], ids.shape[1]
+    x = model.embed(ids)
+    probes = [[tf.zeros([batch, model.config.hidden_size]) for _ in range(num_steps)] for _ in model.cells]
+    with tf.GradientTape() as tape:
+        tape.watch(probes)
+        state = model.zero_state(batch)
+        for layer, cell in enumerate(model.cells):
+            fused = cell.fuse(x.dtype)
+            x_proj = cell.project_inputs(x, fused)  # [B, T, G*H]
+            layer_state, outputs = state[layer], []
+            for t in range(num_steps):
+                h, layer_state = cell.step(x_proj[:, t], layer_state, fused)
+                h = h + probes[layer][t]  # zero: only there to be differentiated
+                layer_state = _replace_h(layer_state, h)
+                outputs.append(h)
+            x = tf.stack(outputs, axis=1)
+        logits = model.output_logits(x[:, -1])  # [B, V]
+        cost = tf.reduce_mean(losses.token_cross_entropy(logits, targets[:, -1]))
+    grads = tape.gradient(cost, probes)
+    return [tf.stack([tf.norm(g) for g in reversed(layer_grads)]) for layer_grads in grads]
+
+
+def _gradient_flow(model, ids, targets):
+    return [g.numpy() for g in _flow_graph(model, ids, targets)]
+
+
+def _replace_h(state, h):
+    """The state with h replaced (the LSTM's state is (h, c); the others' is h)."""
+    return state._replace(h=h) if hasattr(state, "_replace") else h
+
+
+def spectral_norms(model):
+    """{layer/name: largest singular value} of every recurrent matrix (U, W_h*)."""
+    norms = {}
+    for layer, cell in enumerate(model.cells, start=1):
+        for name in cell.RECURRENT_WEIGHTS:
+            norms[f"layer_{layer}/{name}"] = float(tf.linalg.svd(getattr(cell, name), compute_uv=False)[0])
+    return norms
