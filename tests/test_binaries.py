@@ -278,3 +278,15 @@ def test_gradient_flow_binary(tmp_path):
         assert [len(layer) for layer in result["flow"]] == [6, 6]
     elman = flows["elman"]["flow"][0]
     assert elman[5] < elman[0]  # the simple RNN's gradient shrinks with the lag
+
+
+def test_agreement_binary(tmp_path):
+    """On a (barely trained) built-in-corpus model: one accuracy per distance, in [0, 1]."""
+    model_dir = tmp_path / "run"
+    train = run("train", f"--model_dir={model_dir}", "--grammar_train_tokens=3000", "--max_steps=3", *TINY)
+    assert train.returncode == 0, train.stderr[-2000:]
+    proc = run("agreement", f"--model_dir={model_dir}", "--distances=0,4", "--pairs=10", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["distance"] for r in rows] == [0, 4] and all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert_one_line_error(run("agreement", f"--model_dir={model_dir}", "--distances=1"), "distance 1")
