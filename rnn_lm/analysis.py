@@ -70,3 +70,50 @@ def spectral_norms(model):
         for name in cell.RECURRENT_WEIGHTS:
             norms[f"layer_{layer}/{name}"] = float(tf.linalg.svd(getattr(cell, name), compute_uv=False)[0])
     return norms
+
+
+def gate_statistics(model, ids):
+    """How much the gates keep the state: per layer, over a batch ids [B, T].
+
+    Returns a list (per layer) of dicts:
+      "keep": the mean gate value that carries h_{t-1} (or c_{t-1}) over: the
+              forget gate f (LSTM) or the update gate z (GRU); absent for Elman.
+      "keep>0.9": the fraction of (row, step, unit) with that gate above 0.9.
+      "change": mean |h_t - h_{t-1}| / mean |h_{t-1}|, how fast the state moves.
+    """
+    x = model.embed(tf.convert_to_tensor(ids))
+    batch, num_steps = x.shape[0], x.shape[1]
+    stats = []
+    for layer, cell in enumerate(model.cells):
+        fused = cell.fuse(x.dtype)
+        x_proj = cell.project_inputs(x, fused)
+        state = model.zero_state(batch)[layer]
+        keeps, changes, sizes, outputs = [], [], [], []
+        for t in range(num_steps):
+            h_prev = state.h if hasattr(state, "h") else state
+            keep = _keep_gate(cell, x_proj[:, t], h_prev, fused)
+            h, state = cell.step(x_proj[:, t], state, fused)
+            if keep is not None:
+                keeps.append(keep)
+            if t > 0:
+                changes.append(tf.reduce_mean(tf.abs(h - h_prev)))
+                sizes.append(tf.reduce_mean(tf.abs(h_prev)))
+            outputs.append(h)
+        row = {"change": float(tf.add_n(changes) / tf.add_n(sizes))}
+        if keeps:
+            keeps = tf.stack(keeps)
+            row["keep"] = float(tf.reduce_mean(keeps))
+            row["keep>0.9"] = float(tf.reduce_mean(tf.cast(keeps > 0.9, tf.float32)))
+        stats.append(row)
+        x = tf.stack(outputs, axis=1)
+    return stats
+
+
+def _keep_gate(cell, x_proj_t, h_prev, fused):
+    """The gate that carries the old state over: f (LSTM), z (GRU), None (Elman)."""
+    H = cell.units
+    if "U_zr" in fused:  # GRU: z is the first block
+        return tf.sigmoid(x_proj_t[:, :H] + tf.matmul(h_prev, fused["U_zr"][:, :H]))
+    if fused["U"].shape[-1] == 4 * H:  # LSTM: gates in the order i, f, o, g
+        return tf.sigmoid(x_proj_t[:, H:2 * H] + tf.matmul(h_prev, fused["U"][:, H:2 * H]))
+    return None

@@ -93,3 +93,44 @@ def test_spectral_norms_are_the_largest_singular_values():
     assert sorted(norms) == ["layer_1/W_hg", "layer_1/W_hr", "layer_1/W_hz"]
     np.testing.assert_allclose(norms["layer_1/W_hz"],
                                np.linalg.svd(model.cells[0].W_hz.numpy(), compute_uv=False)[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_gate_statistics_against_the_slides(cell):
+    """The keep gate (f or z) recomputed from the slide-named weights in NumPy."""
+    keras.utils.set_random_seed(5)
+    model = RNNLanguageModel(ModelConfig(vocab_size=V, cell=cell, num_layers=1, hidden_size=H,
+                                         embedding_size=5, init_scale=0.8))
+    ids = np.random.default_rng(3).integers(0, V, (2, T)).astype(np.int32)
+    (stats,) = analysis.gate_statistics(model, ids)
+    c = model.cells[0]
+    w = {v.name: np.float64(v.numpy()) for v in c.trainable_variables}
+    x = np.float64(model.embedding.numpy())[ids]
+    sig = lambda a: 1 / (1 + np.exp(-a))
+    h = cc = np.zeros((2, H))
+    keeps, changes, sizes = [], [], []
+    for t in range(T):
+        xt = x[:, t]
+        if cell == "lstm":
+            gate = lambda g: xt @ w[f"W_x{g}"] + h @ w[f"W_h{g}"] + w[f"b_{g}"]
+            f = sig(gate("f"))
+            cc = f * cc + sig(gate("i")) * np.tanh(gate("g"))
+            new = sig(gate("o")) * np.tanh(cc)
+            keeps.append(f)
+        elif cell == "gru":
+            z = sig(xt @ w["W_xz"] + h @ w["W_hz"] + w["b_z"])
+            r = sig(xt @ w["W_xr"] + h @ w["W_hr"] + w["b_r"])
+            new = z * h + (1 - z) * np.tanh(xt @ w["W_xg"] + (r * h) @ w["W_hg"] + w["b_g"])
+            keeps.append(z)
+        else:
+            new = np.tanh(xt @ w["W"] + h @ w["U"] + w["b"])
+        if t > 0:
+            changes.append(np.abs(new - h).mean())
+            sizes.append(np.abs(h).mean())
+        h = new
+    np.testing.assert_allclose(stats["change"], sum(changes) / sum(sizes), rtol=1e-4)
+    if cell == "elman":
+        assert "keep" not in stats
+    else:
+        np.testing.assert_allclose(stats["keep"], np.mean(keeps), rtol=1e-4)
+        np.testing.assert_allclose(stats["keep>0.9"], np.mean(np.array(keeps) > 0.9), atol=1e-6)

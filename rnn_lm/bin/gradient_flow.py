@@ -5,8 +5,10 @@
 
 Prints |dJ_T/dh_t| for each lag T - t (the lecture's vanishing and exploding
 gradients), computed with tf.GradientTape in graph mode on one batch of the
-built-in corpus (or the model's own corpus), and the largest singular value of
-each recurrent matrix.
+built-in corpus (or the model's own corpus), the largest singular value of
+each recurrent matrix, and how much the gates keep the state (the lecture's
+h_t ~ h_{t-1}): the mean forget (LSTM) or update (GRU) gate and the relative
+change of h per step.
 """
 
 import json
@@ -56,12 +58,17 @@ def main(argv):
     print("|dJ_T/dh_t| by lag T - t" + "".join(f"{lag:>10d}" for lag in lags))
     for name, model in models.items():
         flows = analysis.gradient_flow(model, inputs, targets)
-        results[name] = {"flow": [f.tolist() for f in flows], "spectral_norms": analysis.spectral_norms(model)}
+        results[name] = {"flow": [f.tolist() for f in flows], "spectral_norms": analysis.spectral_norms(model),
+                         "gates": analysis.gate_statistics(model, inputs)}
         for layer, flow in enumerate(flows, start=1):
             print(f"{name:16s} layer {layer}     " + "".join(f"{flow[lag]:10.2e}" for lag in lags))
     for name, r in results.items():
         print(f"{name}: largest singular values " +
               ", ".join(f"{k} {v:.2f}" for k, v in r["spectral_norms"].items()))
+    for name, r in results.items():
+        for layer, g in enumerate(r["gates"], start=1):
+            keep = f", keep gate mean {g['keep']:.2f}, above 0.9 for {g['keep>0.9']:.1%}" if "keep" in g else ""
+            print(f"{name} layer {layer}: |h_t - h_t-1| / |h_t-1| = {g['change']:.3f}{keep}")
     if FLAGS.json_out:
         with open(FLAGS.json_out, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
