@@ -330,7 +330,9 @@ class Trainer:
                         tf.summary.scalar("loss", loss)
                         tf.summary.scalar("perplexity", math.exp(min(loss, 50)))
                         tf.summary.scalar("learning_rate", lr)
-                        tf.summary.scalar("grad_norm", metrics["grad_norm"])
+                        tf.summary.scalar("grad_norm", metrics["grad_norm"])  # before clipping
+                        if t.max_grad_norm > 0:
+                            tf.summary.scalar("grad_norm_clipped", min(float(metrics["grad_norm"]), t.max_grad_norm))
                         tf.summary.scalar("tokens_per_sec", rate)
                         # The lecture's exploding gradients and their cure, as they happen.
                         tf.summary.scalar("clipped_fraction", clipped_since_log / since_log)
