@@ -48,10 +48,11 @@ def prepare(config, model_dir):
 
 
 def _check_same_run(stored, config, model_dir):
-    for part in ("model", "data"):
-        old = {k: v for k, v in dataclasses.asdict(getattr(stored, part)).items() if k != "vocab_size" or part == "data"}
-        new = dataclasses.asdict(getattr(config, part))
-        diff = [f"--{k}={old[k]!r} (flags say {new[k]!r})" for k in sorted(old) if old[k] != new[k]]
-        if diff:
-            raise RnnLmError(f"--model_dir {model_dir} was trained with {', '.join(diff)}; "
-                             "use the same settings to resume, or a new --model_dir")
+    """The model and data settings must be the stored run's; the model's vocab_size comes from the data."""
+    old = {**dataclasses.asdict(stored.model), **dataclasses.asdict(stored.data)}
+    new = {**dataclasses.asdict(config.model), **dataclasses.asdict(config.data)}
+    # The data's vocab_size (the cap) overwrites the model's (the result) in both dicts.
+    diff = [f"--{k}={old[k]!r} (flags say {new[k]!r})" for k in sorted(old) if old[k] != new.get(k)]
+    if diff:
+        raise RnnLmError(f"--model_dir {model_dir} was trained with {', '.join(diff)}; "
+                         "use the same settings to resume, or a new --model_dir")
