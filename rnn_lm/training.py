@@ -16,7 +16,6 @@ import tensorflow as tf
 from absl import logging
 
 from rnn_lm import analysis
-from rnn_lm import decoding
 from rnn_lm import export as export_lib
 from rnn_lm import losses
 from rnn_lm.config import Config
@@ -25,6 +24,7 @@ from rnn_lm.data import pipeline
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError
+from rnn_lm.generation import Generator
 from rnn_lm.model import RNNLanguageModel
 
 from rnn_lm.model_dir import CHECKPOINT_DIR, LOG_DIR, SAVED_MODEL_DIR, prepare
@@ -220,8 +220,7 @@ class Trainer:
             step_counter=self.step, checkpoint_name="best")
         self.stop_signal = None
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
-        self._sample = tf.function(lambda ids, lengths, n, temperature, seed: decoding.sample(
-            self.model, ids, lengths, n, temperature, seed, vocab.eos_id))
+        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level))
 
     def restore(self):
         """Resumes from the latest checkpoint, if any; returns its path or None."""
@@ -233,10 +232,8 @@ class Trainer:
 
     def sample_text(self, num_tokens, seed, temperature):
         """A sample from the start-of-sentence context, as text."""
-        ids, lengths = self._sample(tf.constant([[self.vocab.eos_id]]), tf.constant([1]), tf.constant(num_tokens),
-                                    tf.constant(temperature, tf.float32), tf.constant(seed, tf.int64))
-        tokens = self.vocab.decode(ids[0, :int(lengths[0])].numpy())
-        return get_tokenizer(self.config.data.level).detokenize(tokens).strip()
+        texts, _ = self.generator.sample([""], num_tokens, temperature, seed=seed)
+        return texts[0].strip()
 
     def fit(self, corpus, result):
         """The epoch loop; fills ``result``. Stops at ``epochs``, ``max_steps`` or a signal.
