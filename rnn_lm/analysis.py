@@ -27,7 +27,7 @@ def gradient_flow(model, ids, targets):
     ids, targets [B, T] int; J_T is the cross entropy of the last position,
     averaged over the batch; the norm is over the batch and the units.
     """
-    return _gradient_flow(model, tf.convert_to_tensor(ids), tf.convert_to_tensor(targets))
+    return [g.numpy() for g in _flow_graph(model, tf.convert_to_tensor(ids), tf.convert_to_tensor(targets))]
 
 
 @tf.function(reduce_retracing=True)
@@ -52,10 +52,6 @@ def _flow_graph(model, ids, targets):
         cost = tf.reduce_mean(losses.token_cross_entropy(logits, targets[:, -1]))
     grads = tape.gradient(cost, probes)
     return [tf.stack([tf.norm(g) for g in reversed(layer_grads)]) for layer_grads in grads]
-
-
-def _gradient_flow(model, ids, targets):
-    return [g.numpy() for g in _flow_graph(model, ids, targets)]
 
 
 def _replace_h(state, h):

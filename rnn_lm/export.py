@@ -29,7 +29,8 @@ import tensorflow as tf
 from rnn_lm import decoding
 from rnn_lm.data.vocab import VOCAB_FILE
 
-_scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)
+def _scalar(dtype, name):
+    return tf.TensorSpec([], dtype, name=name)
 
 
 class ServingModule(tf.Module):
