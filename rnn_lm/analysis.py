@@ -68,23 +68,24 @@ def spectral_norms(model):
     return norms
 
 
-def gate_statistics(model, ids):
-    """How much the gates keep the state: per layer, over a batch ids [B, T].
+def gate_trace(model, ids):
+    """The gates and the state's motion over a batch ids [B, T], per layer.
 
-    Returns a list (per layer) of dicts:
-      "keep": the mean gate value that carries h_{t-1} (or c_{t-1}) over: the
-              forget gate f (LSTM) or the update gate z (GRU); absent for Elman.
-      "keep>0.9": the fraction of (row, step, unit) with that gate above 0.9.
-      "change": mean |h_t - h_{t-1}| / mean |h_{t-1}|, how fast the state moves.
+    Returns a list (per layer) of dicts of NumPy arrays:
+      "keep":   [T, B, H], the gate that carries the old state over: the
+                forget gate f (LSTM) or the update gate z (GRU); absent for Elman;
+      "change": [T - 1, B], ||h_t - h_{t-1}|| / ||h_{t-1}|| for t = 1 .. T-1,
+                how far the state moves in one step (the lecture's h_t ~ h_{t-1}
+                is a change near 0).
     """
     x = model.embed(tf.convert_to_tensor(ids))
     batch, num_steps = x.shape[0], x.shape[1]
-    stats = []
+    traces = []
     for layer, cell in enumerate(model.cells):
         fused = cell.fuse(x.dtype)
         x_proj = cell.project_inputs(x, fused)
         state = model.zero_state(batch)[layer]
-        keeps, changes, sizes, outputs = [], [], [], []
+        keeps, changes, outputs = [], [], []
         for t in range(num_steps):
             h_prev = state.h if hasattr(state, "h") else state
             keep = _keep_gate(cell, x_proj[:, t], h_prev, fused)
@@ -92,17 +93,55 @@ def gate_statistics(model, ids):
             if keep is not None:
                 keeps.append(keep)
             if t > 0:
-                changes.append(tf.reduce_mean(tf.abs(h - h_prev)))
-                sizes.append(tf.reduce_mean(tf.abs(h_prev)))
+                changes.append(tf.norm(h - h_prev, axis=-1) / tf.norm(h_prev, axis=-1))
             outputs.append(h)
-        row = {"change": float(tf.add_n(changes) / tf.add_n(sizes))}
+        trace = {"change": tf.stack(changes).numpy()}
         if keeps:
-            keeps = tf.stack(keeps)
-            row["keep"] = float(tf.reduce_mean(keeps))
-            row["keep>0.9"] = float(tf.reduce_mean(tf.cast(keeps > 0.9, tf.float32)))
-        stats.append(row)
+            trace["keep"] = tf.stack(keeps).numpy()
+        traces.append(trace)
         x = tf.stack(outputs, axis=1)
+    return traces
+
+
+def gate_statistics(model, ids):
+    """``gate_trace`` summarised, per layer, as a dict of floats:
+
+      "keep":      the mean keep gate (f or z; absent for Elman);
+      "keep>0.9":  the fraction of (row, step, unit) with the keep gate above 0.9;
+      "change":    the mean of ||h_t - h_{t-1}|| / ||h_{t-1}||;
+      "change<0.1": the fraction of (row, step) whose state moved by less than 10 %.
+    """
+    stats = []
+    for trace in gate_trace(model, ids):
+        row = {"change": float(trace["change"].mean()),
+               "change<0.1": float((trace["change"] < 0.1).mean())}
+        if "keep" in trace:
+            row["keep"] = float(trace["keep"].mean())
+            row["keep>0.9"] = float((trace["keep"] > 0.9).mean())
+        stats.append(row)
     return stats
+
+
+def agreement_accuracy(model, vocab, distances, pairs=200, seed=0):
+    """{distance: fraction of built-in-corpus sentence pairs scored right}.
+
+    Each pair differs only in the main verb's number, with ``distance`` tokens
+    (and an attractor noun of the other number) between subject and verb
+    (``rnn_lm.data.grammar.agreement_pairs``); a pair is right when the
+    grammatical sentence gets the higher log-probability.
+    """
+    from rnn_lm.data import grammar
+    from rnn_lm.data.tokenizers import get_tokenizer
+    from rnn_lm.scoring import SentenceScorer
+
+    scorer = SentenceScorer(model, vocab, get_tokenizer("word"))
+    accuracy = {}
+    for distance in distances:
+        sentence_pairs = grammar.agreement_pairs(distance, pairs, seed)
+        scores = [log_prob for _, log_prob, _, _ in scorer.score([s for pair in sentence_pairs for s in pair])]
+        correct = sum(good > bad for good, bad in zip(scores[::2], scores[1::2]))
+        accuracy[distance] = correct / len(sentence_pairs)
+    return accuracy
 
 
 def _keep_gate(cell, x_proj_t, h_prev, fused):

@@ -267,19 +267,6 @@ def test_a_prompt_of_only_unknown_words_is_refused(trained):
                           "only words outside the vocabulary")
 
 
-def test_gradient_flow_binary(tmp_path):
-    out = tmp_path / "flow.json"
-    proc = run("gradient_flow", "--hidden_size=8", "--num_steps=6", "--every=1", "--batch_size=4",
-               f"--json_out={out}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    flows = json.loads(out.read_text())
-    assert sorted(flows) == ["elman", "gru", "lstm"]
-    for result in flows.values():
-        assert [len(layer) for layer in result["flow"]] == [6, 6]
-    elman = flows["elman"]["flow"][0]
-    assert elman[5] < elman[0]  # the simple RNN's gradient shrinks with the lag
-
-
 def test_agreement_binary(tmp_path):
     """On a (barely trained) built-in-corpus model: one accuracy per distance, in [0, 1]."""
     model_dir = tmp_path / "run"

@@ -35,25 +35,18 @@ def main(argv):
         distances = [int(d) for d in FLAGS.distances]
     except ValueError:
         raise RnnLmError(f"--distances must be integers, got {','.join(FLAGS.distances)}") from None
-    from rnn_lm import training
-    from rnn_lm.data import grammar
-    from rnn_lm.data.tokenizers import get_tokenizer
-    from rnn_lm.scoring import SentenceScorer
+    from rnn_lm import analysis, training
 
     _, vocab, model = training.load_model(FLAGS.model_dir)
-    scorer = SentenceScorer(model, vocab, get_tokenizer("word"))
-    for distance in distances:
-        try:
-            pairs = grammar.agreement_pairs(distance, FLAGS.pairs, FLAGS.seed)
-        except ValueError as e:
-            raise RnnLmError(str(e)) from None
-        scores = [log_prob for _, log_prob, _, _ in scorer.score([s for pair in pairs for s in pair])]
-        correct = sum(good > bad for good, bad in zip(scores[::2], scores[1::2]))
-        accuracy = correct / len(pairs)
+    try:
+        accuracy = analysis.agreement_accuracy(model, vocab, distances, FLAGS.pairs, FLAGS.seed)
+    except ValueError as e:  # a distance the grammar cannot build
+        raise RnnLmError(str(e)) from None
+    for distance, fraction in accuracy.items():
         if FLAGS.json:
-            print(json.dumps({"distance": distance, "pairs": len(pairs), "accuracy": accuracy}))
+            print(json.dumps({"distance": distance, "pairs": FLAGS.pairs, "accuracy": fraction}))
         else:
-            print(f"distance {distance:3d}: {accuracy:6.1%} of {len(pairs)} pairs prefer the grammatical verb")
+            print(f"distance {distance:3d}: {fraction:6.1%} of {FLAGS.pairs} pairs prefer the grammatical verb")
 
 
 def run():

@@ -1,0 +1,150 @@
+"""rnn-lm-diagnose: the lecture's claims, measured and drawn.
+
+    rnn-lm-diagnose --out_dir=/tmp/diag                       # fresh Elman, LSTM and GRU models
+    rnn-lm-diagnose --out_dir=/tmp/diag --model_dir=/tmp/a,/tmp/b
+    rnn-lm-diagnose --out_dir=/tmp/lecture --experiment=cells      # trains 3 models, ~15 min on 2 cores
+    rnn-lm-diagnose --out_dir=/tmp/lecture --experiment=exploding  # relu Elman, with and without clipping
+
+For each model (fresh, or trained in --model_dir): the norm of dJ_T/dh_t for
+every lag T - t (vanishing and exploding gradients; tf.GradientTape in graph
+mode), the largest singular value of each recurrent matrix, the distribution of
+the forget gate f (LSTM) or update gate z (GRU) and of ||h_t - h_(t-1)|| /
+||h_(t-1)|| (the lecture's "h_t ~ h_(t-1)"), and, for models of the built-in
+corpus, subject-verb agreement accuracy by distance.  Writes to --out_dir:
+diagnose.json (every number), PNG figures (gradient_flow, gates, agreement,
+exploding) and the same figures as TensorBoard images in tensorboard/.
+
+--experiment=cells trains Elman, LSTM and GRU models of (nearly) the same
+parameter count alike on the built-in corpus (model directories under
+--out_dir) and draws each at initialisation (dashed) and after training.
+"""
+
+import os
+
+from absl import flags
+
+from rnn_lm.bin import common
+from rnn_lm.errors import RnnLmError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("out_dir", None, "Where the JSON, the PNG figures and tensorboard/ go.", required=True)
+flags.DEFINE_list("model_dir", [], "Trained models to diagnose; empty: fresh models of each --cells.")
+flags.DEFINE_enum("experiment", "none", ["none", "cells", "exploding"],
+                  "cells: train Elman, LSTM and GRU at equal parameter count on the built-in corpus, then "
+                  "diagnose; exploding: relu Elman trained with and without clipping.")
+flags.DEFINE_list("cells", ["elman", "lstm", "gru"], "Cells of the fresh models and of --experiment=cells.")
+flags.DEFINE_integer("hidden_size", 200, "Fresh models: units per layer; --experiment=cells: the LSTM's "
+                     "(the others get the hidden size that matches its parameter count).")
+flags.DEFINE_integer("num_layers", 2, "Fresh models and --experiment=cells: layers.")
+flags.DEFINE_float("init_scale", 0.1, "Fresh models: uniform initialisation range.")
+flags.DEFINE_integer("num_steps", 40, "The horizon: gradient norms for lags 0 .. num_steps - 1.")
+flags.DEFINE_integer("batch_size", 20, "Rows of the batch the gradients and gates are measured on.")
+flags.DEFINE_integer("agreement_pairs", 200, "Sentence pairs per distance (built-in-corpus models); 0: none.")
+flags.DEFINE_integer("train_tokens", 1_000_000, "--experiment=cells: built-in corpus training tokens.")
+flags.DEFINE_integer("epochs", 2, "--experiment=cells: epochs.")
+flags.DEFINE_integer("exploding_steps", 300, "--experiment=exploding: training steps per run.")
+flags.DEFINE_float("exploding_init_scale", 0.2, "--experiment=exploding: uniform initialisation range.")
+flags.DEFINE_integer("seed", 0, "Seed of the fresh models and the experiments.")
+
+
+def main(argv):
+    for name in ("num_steps", "batch_size", "hidden_size", "num_layers", "epochs", "train_tokens",
+                 "exploding_steps"):
+        if getattr(FLAGS, name) < 1:
+            raise RnnLmError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
+    if FLAGS.num_steps < 2:
+        raise RnnLmError("--num_steps must be at least 2 (lags 0 and 1)")
+    if FLAGS.model_dir and FLAGS.experiment != "none":
+        raise RnnLmError("--model_dir and --experiment exclude each other")
+    unknown = sorted(set(FLAGS.cells) - {"elman", "lstm", "gru"})
+    if unknown:
+        raise RnnLmError(f"--cells: unknown cell {unknown[0]} (elman, lstm, gru)")
+    from rnn_lm.config import Config
+    for model_dir in FLAGS.model_dir:
+        Config.load(model_dir)  # a one-line error for a directory that holds no model
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+
+    from rnn_lm import diagnostics
+    out = lambda name: os.path.join(FLAGS.out_dir, name)  # noqa: E731
+    figures = []
+    if FLAGS.experiment == "exploding":
+        curves = diagnostics.exploding_experiment(steps=FLAGS.exploding_steps, init_scale=FLAGS.exploding_init_scale,
+                                                  seed=FLAGS.seed)
+        figures.append(diagnostics.plot_losses(curves, out("exploding.png")))
+        diagnostics.write_json(curves, out("diagnose.json"))
+        for label, c in curves.items():
+            finite = [v for v in c["loss"] if v == v and v != float("inf")]
+            print(f"{label:16s} cost at step 1 {c['loss'][0]:.3g}, last {c['loss'][-1]:.3g}, "
+                  f"highest {max(finite, default=float('nan')):.3g}; largest gradient norm "
+                  f"{max(c['grad_norm']):.3g}; non-finite steps {c['non_finite_steps']}")
+    else:
+        if FLAGS.experiment == "cells":
+            results = diagnostics.cell_experiment(
+                FLAGS.out_dir, FLAGS.cells, reference_hidden=FLAGS.hidden_size, num_layers=FLAGS.num_layers,
+                embedding_size=FLAGS.hidden_size, train_tokens=FLAGS.train_tokens, epochs=FLAGS.epochs,
+                seed=FLAGS.seed, horizon=FLAGS.num_steps, agreement_pairs=FLAGS.agreement_pairs)
+        else:
+            results = _diagnose_models()
+        diagnostics.write_json(results, out("diagnose.json"))
+        figures.append(diagnostics.plot_gradient_flow(results, out("gradient_flow.png")))
+        figures.append(diagnostics.plot_gates(results, out("gates.png")))
+        if any("agreement" in r for r in results.values()):
+            figures.append(diagnostics.plot_agreement(results, out("agreement.png")))
+        _print_table(results)
+    diagnostics.log_images(out("tensorboard"), figures)
+    print(f"wrote {out('diagnose.json')}, {', '.join(os.path.basename(f) for f in figures)} and "
+          f"TensorBoard images in {out('tensorboard')}")
+
+
+def _diagnose_models():
+    import keras
+    from rnn_lm import diagnostics, training
+    from rnn_lm.config import DataConfig, ModelConfig
+    from rnn_lm.data import corpus as corpus_lib
+    from rnn_lm.model import RNNLanguageModel
+
+    results = {}
+    if FLAGS.model_dir:
+        for model_dir in FLAGS.model_dir:
+            config, vocab, model = training.load_model(model_dir)
+            ids = corpus_lib.load_corpus(config.data, vocab).valid
+            grammar = config.data.corpus in ("", "grammar") and not config.data.data_dir
+            label = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.describe()})"
+            results[label] = diagnostics.diagnose(
+                model, ids, FLAGS.num_steps, FLAGS.batch_size, vocab=vocab,
+                agreement_pairs=FLAGS.agreement_pairs if grammar and config.data.level == "word" else 0)
+        return results
+    corpus = corpus_lib.load_corpus(DataConfig(grammar_train_tokens=50_000))
+    for cell in FLAGS.cells:
+        keras.utils.set_random_seed(FLAGS.seed)
+        model = RNNLanguageModel(ModelConfig(
+            vocab_size=len(corpus.vocab), cell=cell, num_layers=FLAGS.num_layers, hidden_size=FLAGS.hidden_size,
+            embedding_size=FLAGS.hidden_size, init_scale=FLAGS.init_scale))
+        results[f"{cell} (init)"] = diagnostics.diagnose(model, corpus.valid, FLAGS.num_steps, FLAGS.batch_size)
+    return results
+
+
+def _print_table(results):
+    lags = [lag for lag in (1, 5, 10, 20, 30, 50) if lag < FLAGS.num_steps]
+    print("|dJ_T/dh_t| relative to lag 1, top layer" + "".join(f"{f'lag {lag}':>10s}" for lag in lags))
+    for label, r in results.items():
+        flow = r["gradient_flow"][-1]
+        print(f"  {label:38s}" + "".join(f"{flow[lag] / flow[1]:10.2e}" for lag in lags))
+    for label, r in results.items():
+        print(f"{label}: {r['parameters']:,} parameters; largest singular values "
+              + ", ".join(f"{k} {v:.2f}" for k, v in r["spectral_norms"].items()))
+        for layer, g in enumerate(r["gates"], start=1):
+            keep = f"keep gate mean {g['keep']:.2f}, above 0.9 for {g['keep>0.9']:.1%}; " if "keep" in g else ""
+            print(f"  layer {layer}: {keep}|h_t - h_t-1| / |h_t-1| mean {g['change']:.3f}, "
+                  f"below 0.1 for {g['change<0.1']:.1%}")
+        if "agreement" in r:
+            print("  agreement by distance: " + ", ".join(f"{d}: {a:.1%}" for d, a in r["agreement"].items()))
+
+
+def run():
+    common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,311 @@
+"""The lecture's claims as figures: what ``rnn-lm-diagnose`` computes and draws.
+
+``diagnose`` measures one model (``rnn_lm.analysis``): the gradient norm
+|dJ_T/dh_t| by lag, the largest singular value of every recurrent matrix, the
+distribution of the keep gates (LSTM f, GRU z) and of the state's relative
+change per step, and, for a model of the built-in corpus, subject-verb
+agreement accuracy by distance.  The ``plot_*`` functions draw several such
+results on one figure (matplotlib, written as PNG), and ``log_images`` puts the
+PNGs into TensorBoard.
+
+Two experiments produce the figures of the README's "The lecture, measured":
+
+* ``cell_experiment``: Elman, LSTM and GRU language models with (nearly) the
+  same number of parameters, trained alike on the built-in corpus, each
+  diagnosed at initialisation and after training;
+* ``exploding_experiment``: an Elman RNN with relu and a large initial scale,
+  trained with and without gradient clipping (loss and gradient-norm curves).
+"""
+
+import dataclasses
+import io
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rnn_lm import analysis
+from rnn_lm.config import Config, DataConfig, ModelConfig, TrainConfig
+from rnn_lm.data import layout, pipeline
+from rnn_lm.model import RNNLanguageModel
+
+AGREEMENT_DISTANCES = (0, 2, 3, 4, 6, 8, 10, 14)
+GATE_COUNT = {"elman": 1, "gru": 3, "lstm": 4}  # blocks of (W, U, b) per cell
+
+
+# ----------------------------------------------------------------------------
+# Measuring one model.
+
+def diagnose(model, ids, num_steps=40, batch_size=20, vocab=None, agreement_pairs=0,
+             agreement_distances=AGREEMENT_DISTANCES):
+    """Everything ``rnn-lm-diagnose`` reports about ``model``, as plain Python (JSON-ready).
+
+    ids: a token stream (the validation split), cut into ``batch_size`` rows of
+    ``num_steps`` + 1 tokens.  With ``agreement_pairs`` > 0 (and the model's
+    ``vocab``), also agreement accuracy by distance on the built-in grammar.
+    """
+    rows = layout.batchify(ids, batch_size)[:, :num_steps + 1]
+    if rows.shape[1] < num_steps + 1:
+        raise ValueError(f"{len(ids)} tokens are too few for {batch_size} rows of {num_steps + 1}")
+    inputs, targets = rows[:, :-1], rows[:, 1:]
+    flows = analysis.gradient_flow(model, inputs, targets)
+    traces = analysis.gate_trace(model, inputs)
+    result = {
+        "model": model.config.describe(),
+        "parameters": parameter_count(model.config),
+        "gradient_flow": [f.tolist() for f in flows],  # per layer, index = lag
+        "spectral_norms": analysis.spectral_norms(model),
+        "gates": analysis.gate_statistics(model, inputs),
+        # Histograms (for the plots): 50 bins over [0, 1] for the keep gate,
+        # over [0, 2] for the relative change of h.
+        "keep_histogram": [np.histogram(t["keep"], bins=50, range=(0, 1))[0].tolist() if "keep" in t else None
+                           for t in traces],
+        "change_histogram": [np.histogram(np.clip(t["change"], 0, 2), bins=50, range=(0, 2))[0].tolist()
+                             for t in traces],
+    }
+    if agreement_pairs:
+        accuracy = analysis.agreement_accuracy(model, vocab, agreement_distances, agreement_pairs)
+        result["agreement"] = {str(d): a for d, a in accuracy.items()}
+    return result
+
+
+def lag_ratio(result, lag, layer=0):
+    """|dJ_T/dh_t| at ``lag`` relative to lag 1, for one layer of a ``diagnose`` result."""
+    flow = result["gradient_flow"][layer]
+    return flow[lag] / flow[1]
+
+
+def parameter_count(config):
+    """Trainable parameters of a model of ``config`` (counted from the shapes, not from a model)."""
+    E, H, V = config.embedding_size, config.hidden_size, config.vocab_size
+    count = V * E if E else 0  # the embedding (one-hot input has none)
+    inputs = E or V
+    for _ in range(config.num_layers):
+        count += GATE_COUNT[config.cell] * (inputs * H + H * H + H)  # W_x., W_h., b_.
+        inputs = H
+    return count + (0 if config.tie_embeddings else H * V) + V  # V (unless tied), b_y
+
+
+def equal_parameter_configs(reference, cells):
+    """{cell: ModelConfig} with the hidden size whose parameter count is closest to ``reference``'s.
+
+    Everything else (embedding size, layers, vocabulary) stays as in ``reference``.
+    """
+    target = parameter_count(reference)
+    configs = {}
+    for cell in cells:
+        sizes = range(1, 8 * reference.hidden_size + 1)
+        best = min(sizes, key=lambda h: abs(parameter_count(
+            dataclasses.replace(reference, cell=cell, hidden_size=h)) - target))
+        configs[cell] = dataclasses.replace(reference, cell=cell, hidden_size=best)
+    return configs
+
+
+# ----------------------------------------------------------------------------
+# Figures.
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_gradient_flow(results, path, title="Gradient flow back through time"):
+    """|dJ_T/dh_t| by lag, log scale: one panel per layer, one line per result.
+
+    results: {label: diagnose result}; labels ending in "(init)" are drawn dashed.
+    """
+    plt = _pyplot()
+    num_layers = max(len(r["gradient_flow"]) for r in results.values())
+    fig, axes = plt.subplots(1, num_layers, figsize=(5.5 * num_layers, 4.2), squeeze=False)
+    colors = _colors(results)
+    for layer, ax in enumerate(axes[0]):
+        for label, r in results.items():
+            if layer < len(r["gradient_flow"]):
+                flow = np.asarray(r["gradient_flow"][layer])
+                ax.semilogy(np.arange(len(flow)), np.maximum(flow, 1e-30), label=label, color=colors[label],
+                            linestyle="--" if label.endswith("(init)") else "-")
+        ax.set_xlabel("lag T - t (time steps)")
+        ax.set_ylabel("|dJ_T / dh_t|")
+        ax.set_title(f"layer {layer + 1}")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_agreement(results, path, title="Subject-verb agreement by distance"):
+    """Accuracy (grammatical verb preferred) by the number of tokens between subject and verb."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    colors = _colors(results)
+    for label, r in results.items():
+        if "agreement" in r:
+            distances = sorted(int(d) for d in r["agreement"])
+            ax.plot(distances, [100 * r["agreement"][str(d)] for d in distances], marker="o", label=label,
+                    color=colors[label], linestyle="--" if label.endswith("(init)") else "-")
+    ax.axhline(50, color="gray", linewidth=0.8, linestyle=":", label="chance")
+    ax.set_xlabel("tokens between subject and verb")
+    ax.set_ylabel("grammatical verb preferred (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_gates(results, path, title="Do the gates keep the state? (h_t ~ h_(t-1))"):
+    """Histograms: the keep gate (LSTM f, GRU z) and ||h_t - h_(t-1)|| / ||h_(t-1)||, top layer."""
+    plt = _pyplot()
+    fig, (ax_keep, ax_change) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = _colors(results)
+    for label, r in results.items():
+        style = dict(color=colors[label], linestyle="--" if label.endswith("(init)") else "-", label=label)
+        keep = r["keep_histogram"][-1]
+        if keep is not None:
+            ax_keep.stairs(_fractions(keep), np.linspace(0, 1, 51), **style)
+        ax_change.stairs(_fractions(r["change_histogram"][-1]), np.linspace(0, 2, 51), **style)
+    ax_keep.set_xlabel("keep gate value (LSTM forget gate f, GRU update gate z)")
+    ax_change.set_xlabel("||h_t - h_(t-1)|| / ||h_(t-1)||  (2 = 2 or more)")
+    for ax in (ax_keep, ax_change):
+        ax.set_ylabel("fraction")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title + ", top layer")
+    return _save(fig, path)
+
+
+def plot_losses(curves, path, title="Exploding gradients: Elman RNN, relu, large initial weights"):
+    """curves: {label: {"loss": [...], "grad_norm": [...]}} per step; log scales."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_norm) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = _colors(curves)
+    for label, c in curves.items():
+        steps = np.arange(1, len(c["loss"]) + 1)
+        bad = np.flatnonzero(~np.isfinite(np.asarray(c["loss"], dtype=float)))
+        legend = f"{label} (NaN or inf from step {bad[0] + 1})" if len(bad) else label
+        ax_loss.semilogy(steps, _finite(c["loss"]), label=legend, color=colors[label])
+        ax_norm.semilogy(steps, _finite(c["grad_norm"]), label=legend, color=colors[label])
+    ax_loss.set_ylabel("training cost J (nats, log scale)")
+    ax_norm.set_ylabel("global gradient norm before clipping")
+    for ax in (ax_loss, ax_norm):
+        ax.set_xlabel("training step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _colors(results):
+    """One color per model, the same for its "(init)" and trained lines."""
+    palette = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+    bases = list(dict.fromkeys(label.removesuffix(" (init)") for label in results))
+    return {label: palette[bases.index(label.removesuffix(" (init)")) % len(palette)] for label in results}
+
+
+def _fractions(counts):
+    counts = np.asarray(counts, dtype=float)
+    return counts / max(counts.sum(), 1)
+
+
+def _finite(values):
+    """Non-finite values (a NaN loss) are not drawn."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def log_images(log_dir, paths, step=0):
+    """Writes the PNG files ``paths`` as TensorBoard images (tab "Images") under ``log_dir``."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        for path in paths:
+            with open(path, "rb") as f:
+                image = tf.image.decode_png(f.read(), channels=4)
+            tf.summary.image(os.path.splitext(os.path.basename(path))[0], image[None], step=step)
+    writer.close()
+
+
+def write_json(data, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, allow_nan=True)
+    return path
+
+
+# ----------------------------------------------------------------------------
+# Experiments.
+
+def cell_experiment(out_dir, cells=("elman", "lstm", "gru"), reference_hidden=200, embedding_size=200,
+                    num_layers=2, train_tokens=1_000_000, epochs=2, batch_size=32, num_steps=35,
+                    learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, log=print):
+    """Trains one model per cell at the parameter count of an LSTM of ``reference_hidden`` units on the
+    built-in corpus (model directories ``out_dir/<cell>``), and diagnoses each at initialisation and
+    after training.  Returns {label: diagnose result} with labels "<cell> H=<n>" and "... (init)".
+    """
+    from rnn_lm import training
+    from rnn_lm.data import corpus as corpus_lib
+
+    data = DataConfig(corpus="grammar", grammar_train_tokens=train_tokens, grammar_seed=seed)
+    corpus = corpus_lib.load_corpus(data)
+    reference = ModelConfig(vocab_size=len(corpus.vocab), cell="lstm", num_layers=num_layers,
+                            hidden_size=reference_hidden, embedding_size=embedding_size, init_scale=0.1)
+    train_config = TrainConfig(optimizer="adam", learning_rate=learning_rate, batch_size=batch_size,
+                               num_steps=num_steps, epochs=epochs, max_grad_norm=0.25, seed=seed,
+                               eval_batch_size=32, decay_start_epoch=epochs + 1, sample_tokens=0)
+    results = {}
+    for cell, model_config in equal_parameter_configs(reference, cells).items():
+        label = f"{cell} H={model_config.hidden_size}"
+        keras.utils.set_random_seed(seed)  # as the Trainer does: this is the model it starts from
+        fresh = RNNLanguageModel(model_config)
+        results[label + " (init)"] = diagnose(fresh, corpus.valid, horizon, vocab=corpus.vocab)
+        log(f"{label}: {parameter_count(model_config):,} parameters; training")
+        config = Config(model=model_config, data=data, train=train_config)
+        model_dir = os.path.join(out_dir, cell)
+        outcome = training.train(config, model_dir, export=False)
+        _, vocab, model = training.load_model(model_dir)
+        result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs)
+        result.update(valid_perplexity=outcome.valid_perplexity, test_perplexity=outcome.test_perplexity,
+                      model_dir=model_dir)
+        results[label] = result
+        log(f"{label}: valid perplexity {outcome.valid_perplexity:.2f}")
+    return results
+
+
+def exploding_experiment(steps=300, hidden_size=200, init_scale=0.2, learning_rate=1.0, max_grad_norm=0.25,
+                         batch_size=20, num_steps=35, seed=0, train_tokens=200_000):
+    """An Elman RNN with relu (f(a) = max(0, a)) and weights uniform in [-init_scale, init_scale],
+    trained by SGD on the built-in corpus for ``steps`` steps, once without clipping and once clipped
+    to ``max_grad_norm``: {label: {"loss": [...], "grad_norm": [...]}} per step, from the same start.
+    """
+    from rnn_lm import training
+    from rnn_lm.data import corpus as corpus_lib
+
+    corpus = corpus_lib.load_corpus(DataConfig(corpus="grammar", grammar_train_tokens=train_tokens,
+                                               grammar_seed=seed))
+    config = ModelConfig(vocab_size=len(corpus.vocab), cell="elman", activation="relu", num_layers=1,
+                         hidden_size=hidden_size, embedding_size=hidden_size, init_scale=init_scale)
+    windows = list(pipeline.train_windows(corpus.train, batch_size, num_steps).take(steps).as_numpy_iterator())
+    curves = {}
+    for clip in (0.0, max_grad_norm):
+        keras.utils.set_random_seed(seed)
+        model = RNNLanguageModel(config)
+        step = training.TrainStep(model, keras.optimizers.SGD(learning_rate), batch_size, clip, seed)
+        losses, norms = [], []
+        for inputs, targets in windows:
+            out = step(inputs, targets)
+            losses.append(float(out["loss"]))
+            norms.append(float(out["grad_norm"]))
+        label = f"clipped at {clip:g}" if clip else "no clipping"
+        curves[label] = {"loss": losses, "grad_norm": norms,
+                         "non_finite_steps": int(sum(not math.isfinite(v) for v in losses))}
+    return curves
