@@ -15,6 +15,10 @@ embedding = hidden = H, batch B, window T):
     torch        the same with torch.nn.LSTM / GRU / RNN (only if torch imports;
                  its GRU is the reset-after form, a different function with
                  the same matmuls)
+    softmax      the profile's other half: TrainStep's work without the
+                 recurrence (embedding -> softmax -> loss -> gradients ->
+                 clip -> SGD), the ceiling a free recurrence would reach; the
+                 full step's time minus this one is the recurrence's share
 
 and greedy generation: ``rnn_lm.decoding.sample`` (the whole token loop is one
 graph call) against the Keras cells called once per token from Python.
@@ -52,6 +56,7 @@ import tensorflow as tf
 from absl import logging
 
 from rnn_lm import decoding
+from rnn_lm import losses
 from rnn_lm import training
 from rnn_lm.config import CELL_TYPES, ModelConfig
 from rnn_lm.errors import RnnLmError
@@ -66,7 +71,7 @@ INIT_SCALE = 0.1
 # Pause when switching between TensorFlow and PyTorch: the other runtime's
 # spinning worker threads otherwise slow the next variant (measured ~20 %).
 RUNTIME_SWITCH_PAUSE_S = 0.25
-TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "keras", "torch")
+TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "keras", "torch", "softmax")
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
 
@@ -138,6 +143,11 @@ def forward_flops(cell, size):
 def train_flops(cell, size):
     """Matmul FLOPs of one training step: forward plus a backward of twice the forward."""
     return 3 * forward_flops(cell, size)
+
+
+def softmax_train_flops(size):
+    """Matmul FLOPs of the softmax part of a training step (the ``softmax`` variant's)."""
+    return 3 * size.tokens_per_step * 2 * size.hidden_size * size.vocab_size
 
 
 def matmul_peak_gflops(n=2048, repeats=3, rounds=3):
@@ -322,6 +332,29 @@ class KerasTrainStep:
         return {"loss": loss, "grad_norm": grad_norm}
 
 
+class SoftmaxOnlyStep:
+    """TrainStep's work with the recurrence left out: E[w] -> logits -> mean cross entropy -> tape ->
+    clip_by_global_norm -> SGD, on an rnn_lm model's own embedding and output weights."""
+
+    def __init__(self, model):
+        self.model = model
+        self.variables = [model.embedding, model.V, model.b_y]
+        self.optimizer = keras.optimizers.SGD(LEARNING_RATE)
+        self.optimizer.build(self.variables)
+        self._step_fn = tf.function(self._step)
+
+    def __call__(self, inputs, targets):
+        return self._step_fn(inputs, targets)
+
+    def _step(self, inputs, targets):
+        with tf.GradientTape() as tape:
+            loss = losses.sequence_cross_entropy(self.model.output_logits(self.model.embed(inputs)), targets)
+        grads = [training.sum_duplicates(g) for g in tape.gradient(loss, self.variables)]
+        grads, grad_norm = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+        return {"loss": loss, "grad_norm": grad_norm}
+
+
 def make_keras_step(cell, size, weights_from):
     """(KerasLM with the weights of the rnn_lm model ``weights_from``, its train step)."""
     model = KerasLM(cell, size)
@@ -451,6 +484,8 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         elif variant == "keras":
             _, step = make_keras_step(cell, size, make_rnn_lm(cell, size, seed))
             fns[variant] = _tf_step_fn(step, batches)
+        elif variant == "softmax":
+            fns[variant] = _tf_step_fn(SoftmaxOnlyStep(make_rnn_lm(cell, size, seed)), batches)
         else:
             dtype = "bfloat16" if variant == "rnn_lm_bf16" else "float32"
             step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype), size,
@@ -466,8 +501,9 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     logging.info("%s %s: timing %s, %d rounds of %d steps", size.name, cell, ", ".join(fns), rounds,
                  steps_per_round)
     times, losses = interleaved(fns, rounds, steps_per_round, runtimes)
-    flops, tokens = train_flops(cell, size), size.tokens_per_step
+    tokens = size.tokens_per_step
     for variant, secs in times.items():
+        flops = softmax_train_flops(size) if variant == "softmax" else train_flops(cell, size)
         gflops = summarize([flops / s / 1e9 for s in secs])
         rows[variant].update(
             tokens_per_step=tokens, flops_per_step=flops, sec_per_step=summarize(secs), round_secs=secs,

@@ -254,9 +254,27 @@ class Trainer:
     def _on_signal(self, signum, frame):
         self.stop_signal = signal.Signals(signum).name
 
-    def _save(self):
-        self.manager.save(checkpoint_number=self.step)  # named by the training step: ckpt-<step>
-        self._last_save = (int(self.step), time.monotonic())
+    def _save(self, manager=None):
+        """Writes a checkpoint named by the training step (ckpt-<step>), by default the latest one.
+
+        A disk that refuses it (full, read-only) stops training with a one-line
+        error.  TensorFlow writes the files under a temporary name and records
+        a checkpoint as the latest only once it is complete, so the last
+        complete checkpoint stays the one a resumed run loads.
+        """
+        manager = manager or self.manager
+        try:
+            manager.save(checkpoint_number=self.step)
+        except (tf.errors.OpError, OSError) as e:
+            reason = (e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)).splitlines()[0]
+            last = self.manager.latest_checkpoint
+            raise RnnLmError(
+                f"cannot write a checkpoint in {manager.directory} at step {int(self.step)} ({reason}); " +
+                (f"the last complete one, {os.path.basename(last)}, is intact: free space or fix the "
+                 "permissions, then run the same command to resume" if last else
+                 "no checkpoint had been written yet")) from None
+        if manager is self.manager:
+            self._last_save = (int(self.step), time.monotonic())
 
     def _save_due(self):
         t = self.config.train
@@ -365,7 +383,7 @@ class Trainer:
             self._save()
             if valid_ppl < result.best_valid_perplexity:
                 result.best_valid_perplexity = valid_ppl
-                self.best_manager.save(checkpoint_number=self.step)
+                self._save(self.best_manager)
         if int(self.step) != self._last_save[0]:
             self._save()
         train_writer.flush()

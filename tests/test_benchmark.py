@@ -65,6 +65,20 @@ def test_flops_of_the_tiny_config_by_hand():
     assert benchmark.train_flops("lstm", benchmark.SIZES["medium"]) == 55_692_000_000
 
 
+def test_softmax_only_step_is_the_cross_entropy_of_embedding_times_v():
+    """The profile's no-recurrence step: loss = mean -log softmax(E[w] V + b_y)[target], in float64."""
+    model = benchmark.make_rnn_lm("lstm", TINY, seed=2)
+    E, V, b = (np.float64(v.numpy()) for v in (model.embedding, model.V, model.b_y))
+    inputs, targets = benchmark.random_batches(TINY, count=1, seed=4)[0]
+    logits = E[inputs] @ V + b
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_p, targets[..., None], -1).mean()
+    step = benchmark.SoftmaxOnlyStep(model)
+    np.testing.assert_allclose(float(step(inputs, targets)["loss"]), expected, rtol=1e-5)
+    assert not np.allclose(model.V.numpy(), V)  # and it updated the output weights
+
+
 def test_interleaving_reverses_the_order_every_other_round():
     calls = []
     fns = {name: (lambda name=name: calls.append(name) or name) for name in "ABC"}
@@ -90,9 +104,10 @@ def test_binary_end_to_end_writes_json(tmp_path):
     results = json.loads(out.read_text())
     assert {"machine", "settings", "matmul_peak", "train", "generate", "max_rss_mb", "notes"} <= set(results)
     assert results["matmul_peak"]["gflops"]["median"] > 0
-    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "keras"]
+    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "keras", "softmax"]
+    assert "where rnn_lm's step goes" in proc.stdout
     for row in results["train"]:
-        assert row["flops_per_step"] == 112_128
+        assert row["flops_per_step"] == (3 * 16 * 800 if row["variant"] == "softmax" else 112_128)
         assert row["tokens_per_sec"]["min"] <= row["tokens_per_sec"]["median"] <= row["tokens_per_sec"]["max"]
         assert {"gflops", "percent_of_peak", "vs_keras", "first_call_s", "rss_mb", "max_rss_mb"} <= set(row)
         assert np.isfinite(row["final_loss"])

@@ -277,3 +277,15 @@ def test_agreement_binary(tmp_path):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["distance"] for r in rows] == [0, 4] and all(0 <= r["accuracy"] <= 1 for r in rows)
     assert_one_line_error(run("agreement", f"--model_dir={model_dir}", "--distances=1"), "distance 1")
+
+
+def test_kill_test_binary_resumes_killed_runs_exactly(tmp_path):
+    """Two runs killed at random moments (SIGKILL) and resumed: every logged loss equals the reference's."""
+    data = write_corpus(tmp_path / "data", (40, 3, 3))
+    out = tmp_path / "trials.json"
+    proc = run("kill_test", f"--data_dir={data}", f"--work_dir={tmp_path / 'work'}", "--trials=2", "--steps=8",
+               "--train_flags=" + ",".join(TINY), f"--json_out={out}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = json.loads(out.read_text())["trials"]
+    assert len(trials) == 2 and all(t["ok"] and t["losses_equal"] for t in trials)
+    assert "2 of 2 killed runs resumed" in proc.stdout

@@ -177,3 +177,32 @@ def test_skipped_update_leaves_weights_and_state_unchanged():
         if v is not model.b_y:  # ... and nothing else changed
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(model.b_y.numpy(), nan_b_y)
+
+
+@pytest.mark.parametrize("error", [
+    tf.errors.ResourceExhaustedError(None, None, "ckpt-3.data-00000-of-00001: No space left on device"),
+    PermissionError(13, "Permission denied"),  # a read-only model directory
+])
+def test_a_disk_that_refuses_a_checkpoint_stops_cleanly(tmp_path, monkeypatch, error):
+    """The third checkpoint write fails: a one-line error naming it, and ckpt-2 still resumes exactly."""
+    data = write_corpus(tmp_path / "data", (30, 3, 3))
+    cfg = tiny_config(data, epochs=5, max_steps=4, save_every_steps=1, deterministic=True)
+    whole = training.train(cfg, str(tmp_path / "whole"), export=False)
+    real_save, calls = tf.train.CheckpointManager.save, []
+
+    def failing_save(manager, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise error
+        return real_save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", failing_save)
+    run = str(tmp_path / "run")
+    with pytest.raises(RnnLmError, match=r"cannot write a checkpoint in .*checkpoints at step 3 \(.*(space|denied).*\); "
+                                         r"the last complete one, ckpt-2, is intact"):
+        training.train(cfg, run, export=False)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-2")
+    rest = training.train(cfg, run, export=False)
+    assert sorted(rest.step_losses) == [3, 4]
+    assert [rest.step_losses[s] for s in (3, 4)] == [whole.step_losses[s] for s in (3, 4)]

@@ -28,6 +28,8 @@ flags.DEFINE_list("jit", ["off", "on"], "Which of rnn_lm's train steps to time: 
 flags.DEFINE_enum("torch", "auto", ["auto", "off"], "auto: include PyTorch when it imports.")
 flags.DEFINE_enum("bfloat16", "auto", ["auto", "on", "off"], "rnn_lm with bfloat16 mixed precision; "
                   "auto: only where the CPU has native bfloat16 (AVX512_BF16 or AMX).")
+flags.DEFINE_boolean("profile", True, "Also time the step without the recurrence (embedding, softmax, loss, "
+                     "update): the full step's time minus it is the recurrence's share.")
 flags.DEFINE_integer("rounds", 6, "Interleaved rounds (order reversed every other round).")
 flags.DEFINE_integer("steps_per_round", 3, "Train steps of each variant per round.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps of each variant after its first (tracing) call.")
@@ -55,6 +57,8 @@ def settings_from_flags(benchmark):
     variants += ("keras",)
     if f.torch == "auto":
         variants += ("torch",)
+    if f.profile:
+        variants += ("softmax",)
     return benchmark.Settings(
         cells=tuple(f.cells), configs=tuple(f.configs), variants=variants, rounds=f.rounds,
         steps_per_round=f.steps_per_round, warmup=f.warmup, generate_tokens=f.generate_tokens,
@@ -88,6 +92,17 @@ def print_report(results):
             print(f"{r['config']:<7}{r['cell']:<6}{r['variant']:<11}{_range(r['tokens_per_sec']):>22}"
                   f"{ratio:>19}{r['gflops']['median']:>9.1f}{pct:>7}{r['first_call_s']:>11.1f}"
                   f"{r['rss_mb']:>8.0f}{r['max_rss_mb']:>9.0f}")
+    by_key = {(r["config"], r["cell"], r["variant"]): r for r in results["train"]}
+    profile = [(key[:2], r, by_key[key[:2] + ("softmax",)]) for key, r in by_key.items()
+               if key[2] == "rnn_lm" and key[:2] + ("softmax",) in by_key]
+    if profile:
+        print("\nwhere rnn_lm's step goes (median ms per step): the step without the recurrence "
+              "(embedding, softmax, loss, update) and the rest")
+        for (config, cell), full, soft in profile:
+            full_ms, soft_ms = 1000 * full["sec_per_step"]["median"], 1000 * soft["sec_per_step"]["median"]
+            print(f"{config:<7}{cell:<6} step {full_ms:7.1f}   softmax part {soft_ms:7.1f} "
+                  f"({100 * soft_ms / full_ms:3.0f} %)   recurrence {full_ms - soft_ms:7.1f} "
+                  f"({100 * (full_ms - soft_ms) / full_ms:3.0f} %)")
     if results["generate"]:
         print(f"\ngreedy generation, {s['generate_tokens']} tokens, ms/token median [min–max]")
         header = (f"{'config':<7}{'cell':<6}{'batch':>5}{'rnn_lm (in-graph)':>24}"

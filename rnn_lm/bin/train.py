@@ -78,6 +78,7 @@ flags.DEFINE_enum("nan_policy", "skip", config_lib.NAN_POLICIES, "A non-finite l
 flags.DEFINE_integer("max_nonfinite_steps", 10, "Skipped updates in a row that stop training.")
 flags.DEFINE_integer("sample_tokens", 30, "Length of the sample printed after each epoch.")
 flags.DEFINE_float("sample_temperature", 0.8, "Temperature of those samples; 0: greedy.")
+flags.DEFINE_boolean("export", True, "Export the SavedModel at the end (--noexport: checkpoints only).")
 
 
 def config_from_flags():
@@ -108,7 +109,7 @@ def main(argv):
     prepared = model_dir_lib.prepare(config_from_flags(), FLAGS.model_dir)
     from rnn_lm import training
     logging.set_verbosity(logging.INFO)
-    result = training.train(prepared[0], FLAGS.model_dir, prepared=prepared)
+    result = training.train(prepared[0], FLAGS.model_dir, export=FLAGS.export, prepared=prepared)
     if result.interrupted:
         print(f"{result.interrupted}: stopped at step {result.final_step} with a checkpoint in "
               f"{FLAGS.model_dir}; run the same command to resume")
@@ -118,7 +119,7 @@ def main(argv):
     if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
         print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
     print(f"sample: {result.sample}")
-    print(f"model directory: {FLAGS.model_dir} (TensorBoard: tensorboard --logdir {FLAGS.model_dir}/logs)")
+    print(f"model directory: {FLAGS.model_dir} (TensorBoard: tensorboard --logdir {FLAGS.model_dir}/logs --host localhost)")
 
 
 def expand_preset(argv):
