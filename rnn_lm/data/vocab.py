@@ -1,6 +1,7 @@
 """The vocabulary: built from the training split only, saved as vocab.txt."""
 
 import collections
+import hashlib
 import os
 
 import numpy as np
@@ -9,6 +10,14 @@ from rnn_lm.data.tokenizers import EOS, UNK
 from rnn_lm.errors import RnnLmError
 
 VOCAB_FILE = "vocab.txt"
+
+
+def token_counts(lines, tokenizer):
+    """Counter of the tokens of ``lines`` (any iterable: memory of the counts, not of the lines)."""
+    counts = collections.Counter()
+    for line in lines:
+        counts.update(tokenizer.tokenize(line))
+    return counts
 
 
 class Vocabulary:
@@ -42,10 +51,7 @@ class Vocabulary:
 
     @classmethod
     def from_lines(cls, lines, tokenizer, max_size=0, min_count=1):
-        counts = collections.Counter()
-        for line in lines:
-            counts.update(tokenizer.tokenize(line))
-        return cls.build(counts, max_size, min_count)
+        return cls.build(token_counts(lines, tokenizer), max_size, min_count)
 
     def __len__(self):
         return len(self.tokens)
@@ -56,6 +62,10 @@ class Vocabulary:
     def encode(self, tokens):
         get = self.index.get
         return np.fromiter((get(t, 0) for t in tokens), dtype=np.int32)
+
+    def fingerprint(self):
+        """SHA-256 of the token list: what an encoded file was encoded with."""
+        return hashlib.sha256("\n".join(self.tokens).encode("utf-8")).hexdigest()
 
     def decode(self, ids):
         return [self.tokens[i] for i in ids]
