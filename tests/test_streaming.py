@@ -1,5 +1,6 @@
 """--stream_train: the streamed vocabulary, ids file and windows equal the in-memory ones."""
 
+import dataclasses
 import json
 import os
 
@@ -7,12 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from rnn_lm import training
 from rnn_lm.config import DataConfig
 from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data import pipeline
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary
 from rnn_lm.errors import RnnLmError
+from tests.test_training import tiny_config, write_corpus
 
 # Text with every kind of line break, blank lines and characters outside ASCII.
 texts = st.lists(st.sampled_from(["\n", "\r\n", "\r", " ", "\t", "a", "b"]) | st.text(min_size=1, max_size=5),
@@ -155,3 +158,17 @@ def test_stream_train_needs_a_data_dir():
                  DataConfig(corpus="ptb", data_dir="x", stream_train=True)):
         with pytest.raises(RnnLmError, match="--stream_train"):
             data.validate()
+
+
+def test_training_with_stream_train_gives_the_same_losses(tmp_path):
+    data = write_corpus(tmp_path / "data", (40, 4, 4))
+    config = tiny_config(data, max_steps=2, deterministic=True)
+    in_memory = training.train(config, str(tmp_path / "a"), export=False)
+    stream_config = config.replace(data=dataclasses.replace(config.data, stream_train=True))
+    stream = training.train(stream_config, str(tmp_path / "b"), export=False)
+    assert sorted(stream.step_losses) == [1, 2]
+    assert stream.step_losses == in_memory.step_losses
+    assert stream.unigram_valid_perplexity == in_memory.unigram_valid_perplexity
+    assert stream.test_perplexity == in_memory.test_perplexity
+    assert os.path.isfile(tmp_path / "b" / corpus_lib.TOKEN_DIR / corpus_lib.TOKEN_FILE)
+    assert not os.path.exists(tmp_path / "a" / corpus_lib.TOKEN_DIR)
