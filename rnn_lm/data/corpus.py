@@ -9,6 +9,7 @@ from the training split only; words of valid/test outside it become
 """
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -163,7 +164,7 @@ class Corpus:
 
 
 def encode_lines(lines, vocab, tokenizer):
-    return vocab.encode(t for line in lines for t in tokenizer.tokenize(line))
+    return vocab.encode(itertools.chain.from_iterable(map(tokenizer.tokenize, lines)))
 
 
 def load_corpus(data_config, vocab=None):

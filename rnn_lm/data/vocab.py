@@ -2,6 +2,7 @@
 
 import collections
 import hashlib
+import itertools
 import os
 
 import numpy as np
@@ -14,10 +15,7 @@ VOCAB_FILE = "vocab.txt"
 
 def token_counts(lines, tokenizer):
     """Counter of the tokens of ``lines`` (any iterable: memory of the counts, not of the lines)."""
-    counts = collections.Counter()
-    for line in lines:
-        counts.update(tokenizer.tokenize(line))
-    return counts
+    return collections.Counter(itertools.chain.from_iterable(map(tokenizer.tokenize, lines)))
 
 
 class Vocabulary:
@@ -60,8 +58,7 @@ class Vocabulary:
         return isinstance(other, Vocabulary) and self.tokens == other.tokens
 
     def encode(self, tokens):
-        get = self.index.get
-        return np.fromiter((get(t, 0) for t in tokens), dtype=np.int32)
+        return np.fromiter(map(self.index.get, tokens, itertools.repeat(self.unk_id)), dtype=np.int32)
 
     def fingerprint(self):
         """SHA-256 of the token list: what an encoded file was encoded with."""
