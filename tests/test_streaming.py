@@ -1,5 +1,6 @@
 """--stream_train: the streamed vocabulary, ids file and windows equal the in-memory ones."""
 
+import collections
 import dataclasses
 import json
 import os
@@ -172,3 +173,17 @@ def test_training_with_stream_train_gives_the_same_losses(tmp_path):
     assert stream.test_perplexity == in_memory.test_perplexity
     assert os.path.isfile(tmp_path / "b" / corpus_lib.TOKEN_DIR / corpus_lib.TOKEN_FILE)
     assert not os.path.exists(tmp_path / "a" / corpus_lib.TOKEN_DIR)
+
+
+def test_large_corpus_writes_zipf_lines_of_the_requested_size(tmp_path):
+    from rnn_lm.bin import large_corpus
+    path = str(tmp_path / "train.txt")
+    words = large_corpus.write_text(path, 300_000, 50, np.random.default_rng(0))
+    data = open(path, "rb").read()
+    assert 300_000 - 200 < len(data) <= 300_000 and data.endswith(b"\n")
+    lines = data.decode("ascii").split("\n")[:-1]
+    tokens = [t for line in lines for t in line.split(" ")]
+    assert len(tokens) == words and all(tokens)  # single spaces, no empty words
+    assert 5 < len(tokens) / len(lines) < 25
+    counts = sorted(collections.Counter(tokens).values(), reverse=True)
+    assert len(counts) == 50 and 1.6 < counts[0] / counts[1] < 2.4  # p_k ~ 1/k
