@@ -187,3 +187,12 @@ def test_large_corpus_writes_zipf_lines_of_the_requested_size(tmp_path):
     assert 5 < len(tokens) / len(lines) < 25
     counts = sorted(collections.Counter(tokens).values(), reverse=True)
     assert len(counts) == 50 and 1.6 < counts[0] / counts[1] < 2.4  # p_k ~ 1/k
+
+
+def test_load_split_of_a_streamed_corpus_reads_only_that_split(tmp_path):
+    data = write_splits(tmp_path / "data", "a b c\nb c\n", held_out="c a q\n")
+    corpus = streamed(data, tmp_path / "run")
+    config = DataConfig(data_dir=data, stream_train=True)
+    os.remove(os.path.join(data, "train.txt"))  # not needed to score valid or test
+    for split in ("valid", "test"):
+        assert np.array_equal(corpus_lib.load_split(config, corpus.vocab, split), corpus.split(split))

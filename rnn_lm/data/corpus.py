@@ -179,6 +179,19 @@ def load_corpus(data_config, vocab=None):
     return Corpus(vocab=vocab, unk_rate=unk_rate, **ids)
 
 
+def load_split(data_config, vocab, split):
+    """The ids of one split, encoded with ``vocab``.
+
+    Of a ``--stream_train`` corpus, valid and test are read alone, so that
+    scoring them does not read a training split larger than memory; anything
+    else goes through ``load_corpus``.
+    """
+    if data_config.stream_train and split != "train":
+        path = os.path.join(data_config.data_dir, split + ".txt")
+        return encode_lines(read_lines(path, data_config.encoding_errors), vocab, get_tokenizer(data_config.level))
+    return load_corpus(data_config, vocab).split(split)
+
+
 def unigram_perplexity(train_ids, eval_ids, vocab_size):
     """Perplexity of the add-one unigram model of train on eval: the no-context baseline.
 
@@ -239,15 +252,18 @@ class TokenFile:
             os.remove(meta)
         tmp = self.path + ".tmp"
         num_tokens = 0
-        with open(tmp, "wb") as f:
-            for lines in iter_line_chunks(self.source, encoding_errors):
-                ids = encode_lines(lines, vocab, tokenizer)
-                ids.tofile(f)
-                num_tokens += len(ids)
-        if num_tokens != self.num_tokens:
+        try:
+            with open(tmp, "wb") as f:
+                for lines in iter_line_chunks(self.source, encoding_errors):
+                    ids = encode_lines(lines, vocab, tokenizer)
+                    ids.tofile(f)
+                    num_tokens += len(ids)
+            if num_tokens != self.num_tokens:
+                raise RnnLmError(f"{self.source} changed while it was read ({self.num_tokens} tokens, "
+                                 f"then {num_tokens}); run again")
+        except BaseException:
             os.remove(tmp)
-            raise RnnLmError(f"{self.source} changed while it was read ({self.num_tokens} tokens, "
-                             f"then {num_tokens}); run again")
+            raise
         os.replace(tmp, self.path)
         _write_json(meta, {**self.record, "tokens": num_tokens})
         self.encoded = True
@@ -298,7 +314,7 @@ def load_streamed_corpus(data_config, model_dir, vocab=None):
                      source, num_tokens, len(counts), len(vocab), time.perf_counter() - start)
     record = _token_file_record(source, vocab, data_config)
     stored = _read_json(os.path.join(model_dir, TOKEN_DIR, TOKEN_META))
-    encoded = (stored is not None and {k: stored.get(k) for k in record} == record
+    encoded = (isinstance(stored, dict) and {k: stored.get(k) for k in record} == record
                and _file_size(ids_path) == 4 * stored.get("tokens", -1))
     if encoded:
         num_tokens = stored["tokens"]
