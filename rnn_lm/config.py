@@ -66,6 +66,7 @@ class DataConfig:
     grammar_seed: int = 0
     grammar_train_tokens: int = 1_000_000
     grammar_max_depth: int = 2
+    stream_train: bool = False  # train.txt encoded once into MODEL_DIR/data/train.ids and read from there
 
     def validate(self):
         _choice("corpus", self.corpus, CORPUS_NAMES)
@@ -76,6 +77,9 @@ class DataConfig:
         if self.vocab_size < 0 or self.vocab_size in (1, 2):
             raise RnnLmError(f"--vocab_size must be 0 (no cap) or at least 3, got {self.vocab_size}")
         _positive("min_count", self.min_count)
+        if self.stream_train and (self.corpus or not self.data_dir):
+            raise RnnLmError("--stream_train reads a --data_dir folder of train/valid/test.txt; "
+                             "it takes no --corpus")
         _positive("grammar_train_tokens", self.grammar_train_tokens)
         if self.grammar_max_depth < 0:
             raise RnnLmError(f"--grammar_max_depth must be >= 0, got {self.grammar_max_depth}")

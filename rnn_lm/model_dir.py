@@ -6,6 +6,8 @@
                     step, epoch, data position and the carried state
     logs/           TensorBoard events (train/ and valid/)
     saved_model/    the exported SavedModel (written at the end)
+    data/           with --stream_train: train.ids, the training split's token ids
+                    (int32), and train.ids.json, what they were encoded from
 
 Nothing here imports TensorFlow, so bad input is reported before it loads.
 """
@@ -38,7 +40,10 @@ def prepare(config, model_dir):
     if stored is not None:
         _check_same_run(stored, config, model_dir)
         vocab = Vocabulary.load(model_dir)
-    corpus = corpus_lib.load_corpus(config.data, vocab)
+    if config.data.stream_train:
+        corpus = corpus_lib.load_streamed_corpus(config.data, model_dir, vocab)
+    else:
+        corpus = corpus_lib.load_corpus(config.data, vocab)
     config = config.replace(model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
     if stored is not None and stored.model != config.model:
         raise RnnLmError(f"--model_dir {model_dir} holds a {stored.model.describe()} model; "

@@ -293,6 +293,7 @@ class Trainer:
         validated_at = None
         nonfinite_in_a_row = 0
         first_interval = True
+        first_step = True
 
         while int(self.epoch) < t.epochs and not self._done():
             epoch = int(self.epoch)
@@ -305,11 +306,15 @@ class Trainer:
             loss_sum, loss_n = 0.0, 0
             tick = time.perf_counter()
             since_log = clipped_since_log = 0
-            for inputs, targets in pipeline.train_windows(corpus.train, t.batch_size, t.num_steps,
-                                                          int(self.window)):
+            windows = (pipeline.token_file_windows if isinstance(corpus.train, corpus_lib.TokenFile)
+                       else pipeline.train_windows)
+            for inputs, targets in windows(corpus.train, t.batch_size, t.num_steps, int(self.window)):
                 metrics = self.train_step(inputs, targets)
                 self.window.assign_add(1)
                 step = int(self.step)
+                if first_step:
+                    logging.info("first training step done (step %d)", step)
+                    first_step = False
                 loss = float(metrics["loss"])
                 result.step_losses[step] = loss
                 since_log += 1
@@ -409,6 +414,11 @@ def train(config, model_dir, export=True, prepared=None):
     os.makedirs(model_dir, exist_ok=True)
     config.save(model_dir)
     corpus.vocab.save(model_dir)
+    if isinstance(corpus.train, corpus_lib.TokenFile):
+        corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
+        if corpus.train.encode_secs:
+            logging.info("encoded %s into %s in %.1f s", corpus.train.source, corpus.train.path,
+                         corpus.train.encode_secs)
     logging.info("corpus %s: %d/%d/%d tokens (train/valid/test), vocabulary %d, <unk> in valid %.2f%%",
                  config.data.corpus_name, len(corpus.train), len(corpus.valid), len(corpus.test),
                  len(corpus.vocab), 100 * corpus.unk_rate["valid"])

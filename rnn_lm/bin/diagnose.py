@@ -108,7 +108,7 @@ def _diagnose_models():
     if FLAGS.model_dir:
         for model_dir in FLAGS.model_dir:
             config, vocab, model = training.load_model(model_dir)
-            ids = corpus_lib.load_corpus(config.data, vocab).valid
+            ids = corpus_lib.load_split(config.data, vocab, "valid")
             grammar = config.data.corpus in ("", "grammar") and not config.data.data_dir
             label = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.describe()})"
             results[label] = diagnostics.diagnose(

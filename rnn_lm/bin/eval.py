@@ -58,7 +58,7 @@ def main(argv):
                                       get_tokenizer(config.data.level))
         what = FLAGS.text_file
     else:
-        ids = getattr(corpus_lib.load_corpus(config.data, vocab), FLAGS.split)
+        ids = corpus_lib.load_split(config.data, vocab, FLAGS.split)
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
     evaluator = training.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
     nats = evaluator.mean_cross_entropy(ids)

@@ -33,6 +33,9 @@ flags.DEFINE_integer("vocab_size", 0, "Cap on the vocabulary size, <unk> and <eo
 flags.DEFINE_integer("min_count", 1, "Training-split words seen fewer times become <unk>.")
 flags.DEFINE_enum("encoding_errors", "strict", ["strict", "replace"], "Bytes that are not UTF-8: an error "
                   "naming the file and offset, or replaced by U+FFFD.")
+flags.DEFINE_boolean("stream_train", False, "For a --data_dir larger than memory: build the vocabulary in one "
+                     "streaming pass, encode train.txt once into MODEL_DIR/data/train.ids and read training "
+                     "windows from that file (valid and test are read into memory).")
 flags.DEFINE_integer("grammar_train_tokens", 1_000_000, "Built-in corpus: training tokens.")
 flags.DEFINE_integer("grammar_max_depth", 2, "Built-in corpus: how deep subject modifiers nest "
                      "(the distance of subject-verb agreement).")
@@ -90,7 +93,7 @@ def config_from_flags():
             init_scale=f.init_scale),
         data=config_lib.DataConfig(
             corpus=f.corpus, data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
-            encoding_errors=f.encoding_errors,
+            encoding_errors=f.encoding_errors, stream_train=f.stream_train,
             grammar_seed=f.grammar_seed, grammar_train_tokens=f.grammar_train_tokens,
             grammar_max_depth=f.grammar_max_depth),
         train=config_lib.TrainConfig(
@@ -106,9 +109,9 @@ def config_from_flags():
 
 def main(argv):
     # Flags, files and the model directory are checked before TensorFlow loads.
+    logging.set_verbosity(logging.INFO)
     prepared = model_dir_lib.prepare(config_from_flags(), FLAGS.model_dir)
     from rnn_lm import training
-    logging.set_verbosity(logging.INFO)
     result = training.train(prepared[0], FLAGS.model_dir, export=FLAGS.export, prepared=prepared)
     if result.interrupted:
         print(f"{result.interrupted}: stopped at step {result.final_step} with a checkpoint in "

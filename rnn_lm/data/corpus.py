@@ -9,17 +9,23 @@ from the training split only; words of valid/test outside it become
 """
 
 import dataclasses
+import itertools
+import json
+import math
 import os
+import time
 
 import numpy as np
+from absl import logging
 
 from rnn_lm.data import corpora
 from rnn_lm.data import grammar
 from rnn_lm.data.tokenizers import get_tokenizer
-from rnn_lm.data.vocab import Vocabulary
+from rnn_lm.data.vocab import Vocabulary, token_counts
 from rnn_lm.errors import RnnLmError
 
 SPLITS = ("train", "valid", "test")
+CHUNK_BYTES = 1 << 23  # what iter_lines reads at a time
 
 
 def read_lines(path, encoding_errors="strict"):
@@ -28,23 +34,79 @@ def read_lines(path, encoding_errors="strict"):
     Line breaks are universal (\\n, \\r\\n or \\r) and removed.  Bytes that are
     not UTF-8 are an error, or with ``encoding_errors="replace"`` become U+FFFD.
     """
-    try:
-        with open(path, "rb") as f:
+    with _open_text_file(path) as f:
+        try:
             data = f.read()
+        except OSError as e:
+            raise RnnLmError(f"{path}: cannot read ({e.strerror})") from None
+    text = _decode(data, path, 0, encoding_errors)
+    if not text.strip():
+        raise RnnLmError(f"{path}: empty file (no tokens)")
+    return text_lines(text)
+
+
+def iter_lines(path, encoding_errors="strict", chunk_bytes=None):
+    """The lines of ``read_lines``, read in binary chunks: memory of a chunk (or a line), not of the file.
+
+    Each chunk is cut after its last line break, so no UTF-8 sequence and no
+    ``\\r\\n`` is split between two decodes; errors (file and byte offset) are
+    those of ``read_lines``.  The lines are produced as they are read, so an
+    empty file is reported after its last line.
+    """
+    for lines in iter_line_chunks(path, encoding_errors, chunk_bytes):
+        yield from lines
+
+
+def iter_line_chunks(path, encoding_errors="strict", chunk_bytes=None):
+    """``iter_lines`` a list of lines at a time, one list per chunk of about ``chunk_bytes``."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    offset = 0  # of the first byte not yet decoded
+    pieces = []  # bytes read since the last line break
+    has_text = False
+    with _open_text_file(path) as f:
+        while True:
+            try:
+                block = f.read(chunk_bytes)
+            except OSError as e:
+                raise RnnLmError(f"{path}: cannot read ({e.strerror})") from None
+            if block:
+                # A \r that ends the block may be the first half of \r\n: it waits.
+                end = max(block.rfind(b"\n"), block.rfind(b"\r", 0, len(block) - 1)) + 1
+                if not end:
+                    pieces.append(block)
+                    continue
+                data, pieces = b"".join(pieces) + block[:end], [block[end:]]
+            else:
+                data = b"".join(pieces)
+            text = _decode(data, path, offset, encoding_errors)
+            offset += len(data)
+            if text:
+                has_text = has_text or not text.isspace()
+                yield text_lines(text)
+            if not block:
+                break
+    if not has_text:
+        raise RnnLmError(f"{path}: empty file (no tokens)")
+
+
+def _open_text_file(path):
+    try:
+        return open(path, "rb")
     except FileNotFoundError:
         raise RnnLmError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise RnnLmError(f"{path}: is a directory, expected a text file") from None
     except OSError as e:
         raise RnnLmError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _decode(data, path, offset, encoding_errors):
+    """``data`` (the bytes of ``path`` from ``offset`` on) as text."""
     try:
-        text = data.decode("utf-8", errors=encoding_errors)
+        return data.decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
-        raise RnnLmError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}; "
+        raise RnnLmError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}; "
                          "--encoding_errors=replace reads it anyway)") from None
-    if not text.strip():
-        raise RnnLmError(f"{path}: empty file (no tokens)")
-    return text_lines(text)
 
 
 def text_lines(text):
@@ -69,21 +131,30 @@ def read_split_lines(data_config):
                                       train_tokens=data_config.grammar_train_tokens,
                                       valid_tokens=held_out, test_tokens=held_out,
                                       max_depth=data_config.grammar_max_depth)
-    data_dir = data_config.data_dir
+    paths = split_paths(data_config.data_dir)
+    return {s: read_lines(paths[s], data_config.encoding_errors) for s in SPLITS}
+
+
+def split_paths(data_dir):
+    """{split: path} of a corpus folder, checked to hold all three."""
     if not os.path.isdir(data_dir):
         raise RnnLmError(f"--data_dir {data_dir}: no such directory")
     missing = [s for s in SPLITS if not os.path.isfile(os.path.join(data_dir, s + ".txt"))]
     if missing:
         raise RnnLmError(f"--data_dir {data_dir}: missing {', '.join(s + '.txt' for s in missing)}"
                          " (a corpus folder holds train.txt, valid.txt and test.txt)")
-    return {s: read_lines(os.path.join(data_dir, s + ".txt"), data_config.encoding_errors) for s in SPLITS}
+    return {s: os.path.join(data_dir, s + ".txt") for s in SPLITS}
 
 
 @dataclasses.dataclass
 class Corpus:
-    """Token ids of each split (int32 arrays, ``<eos>`` after every line) and the vocabulary."""
+    """Token ids of each split (int32 arrays, ``<eos>`` after every line) and the vocabulary.
+
+    With ``stream_train``, ``train`` is a ``TokenFile`` (``len`` is its number
+    of tokens) and ``unk_rate["train"]`` is NaN until it is encoded.
+    """
     vocab: Vocabulary
-    train: np.ndarray
+    train: "np.ndarray | TokenFile"
     valid: np.ndarray
     test: np.ndarray
     unk_rate: dict  # fraction of <unk> tokens in each split
@@ -93,7 +164,7 @@ class Corpus:
 
 
 def encode_lines(lines, vocab, tokenizer):
-    return vocab.encode(t for line in lines for t in tokenizer.tokenize(line))
+    return vocab.encode(itertools.chain.from_iterable(map(tokenizer.tokenize, lines)))
 
 
 def load_corpus(data_config, vocab=None):
@@ -108,8 +179,180 @@ def load_corpus(data_config, vocab=None):
     return Corpus(vocab=vocab, unk_rate=unk_rate, **ids)
 
 
+def load_split(data_config, vocab, split):
+    """The ids of one split, encoded with ``vocab``.
+
+    Of a ``--stream_train`` corpus, valid and test are read alone, so that
+    scoring them does not read a training split larger than memory; anything
+    else goes through ``load_corpus``.
+    """
+    if data_config.stream_train and split != "train":
+        path = os.path.join(data_config.data_dir, split + ".txt")
+        return encode_lines(read_lines(path, data_config.encoding_errors), vocab, get_tokenizer(data_config.level))
+    return load_corpus(data_config, vocab).split(split)
+
+
 def unigram_perplexity(train_ids, eval_ids, vocab_size):
-    """Perplexity of the add-one unigram model of train on eval: the no-context baseline."""
-    counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
+    """Perplexity of the add-one unigram model of train on eval: the no-context baseline.
+
+    ``train_ids`` is an array or a ``TokenFile`` (counted a chunk at a time).
+    """
+    if isinstance(train_ids, TokenFile):
+        counts = train_ids.bincount(vocab_size)
+    else:
+        counts = np.bincount(train_ids, minlength=vocab_size)
+    counts = counts.astype(np.float64) + 1.0
     log_p = np.log(counts / counts.sum())
     return float(np.exp(-log_p[eval_ids].mean()))
+
+
+# ----------------------------------------------------------------------------
+# A training split larger than memory (``--stream_train``).
+
+TOKEN_DIR = "data"  # in the model directory
+TOKEN_FILE = "train.ids"  # int32 token ids, native byte order: np.memmap(path, np.int32, "r")
+TOKEN_META = "train.ids.json"  # what the ids were made from
+READ_TOKENS = 1 << 22  # tokens per read when counting
+
+
+class TokenFile:
+    """The training split encoded once into a file of int32 ids, read a piece at a time.
+
+    ``np.memmap(path, dtype=np.int32, mode="r")`` views the whole file; the
+    pipeline reads it with positioned reads instead, so the pages it has passed
+    do not stay in the process' resident memory.  Until ``ensure_encoded`` has
+    run, the file may be missing or stale; ``len`` is known before (from the
+    counting pass or the sidecar).
+    """
+
+    def __init__(self, path, source, num_tokens, record, encoded):
+        self.path = path  # MODEL_DIR/data/train.ids
+        self.source = source  # train.txt
+        self.num_tokens = num_tokens
+        self.record = record  # what the sidecar must say for the file to be reused
+        self.encoded = encoded  # the file exists and matches record
+        self.encode_secs = 0.0
+
+    def __len__(self):
+        return self.num_tokens
+
+    def ensure_encoded(self, vocab, tokenizer, encoding_errors):
+        """Writes the file unless the one there was made from the same source and vocabulary.
+
+        The ids go to a temporary name and are renamed, and the sidecar is
+        removed first and written last: a killed run leaves no file that would
+        be reused.
+        """
+        if self.encoded:
+            return self
+        start = time.perf_counter()
+        meta = os.path.join(os.path.dirname(self.path), TOKEN_META)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if os.path.exists(meta):
+            os.remove(meta)
+        tmp = self.path + ".tmp"
+        num_tokens = 0
+        try:
+            with open(tmp, "wb") as f:
+                for lines in iter_line_chunks(self.source, encoding_errors):
+                    ids = encode_lines(lines, vocab, tokenizer)
+                    ids.tofile(f)
+                    num_tokens += len(ids)
+            if num_tokens != self.num_tokens:
+                raise RnnLmError(f"{self.source} changed while it was read ({self.num_tokens} tokens, "
+                                 f"then {num_tokens}); run again")
+        except BaseException:
+            os.remove(tmp)
+            raise
+        os.replace(tmp, self.path)
+        _write_json(meta, {**self.record, "tokens": num_tokens})
+        self.encoded = True
+        self.encode_secs = time.perf_counter() - start
+        return self
+
+    def open(self):
+        return open(self.path, "rb")
+
+    def read(self, f, start, count):
+        """Tokens [start, start + count) as an int32 array: one positioned read of ``f`` (from ``open``)."""
+        data = os.pread(f.fileno(), 4 * count, 4 * start)
+        if len(data) != 4 * count:
+            raise RnnLmError(f"{self.path}: shorter than its {self.num_tokens} tokens; delete it to re-encode")
+        return np.frombuffer(data, dtype=np.int32)
+
+    def bincount(self, minlength):
+        """Occurrences of each id, counted a chunk at a time."""
+        counts = np.zeros(minlength, dtype=np.int64)
+        with self.open() as f:
+            for start in range(0, self.num_tokens, READ_TOKENS):
+                ids = self.read(f, start, min(READ_TOKENS, self.num_tokens - start))
+                counts += np.bincount(ids, minlength=minlength)[:minlength]
+        return counts
+
+
+def load_streamed_corpus(data_config, model_dir, vocab=None):
+    """``load_corpus`` for a training split that need not fit in memory (``--stream_train``).
+
+    The vocabulary (unless given) comes from one streaming pass over
+    train.txt that keeps only the token counts.  The ids go to
+    ``MODEL_DIR/data/train.ids``, written later by ``TokenFile.ensure_encoded``
+    (nothing is written here); an ids file made from the same train.txt (size,
+    modification time) and vocabulary is reused.  Valid and test are read into
+    memory.
+    """
+    paths = split_paths(data_config.data_dir)
+    tokenizer = get_tokenizer(data_config.level)
+    source = paths["train"]
+    ids_path = os.path.join(model_dir, TOKEN_DIR, TOKEN_FILE)
+    num_tokens = None
+    if vocab is None:
+        start = time.perf_counter()
+        counts = token_counts(iter_lines(source, data_config.encoding_errors), tokenizer)
+        vocab = Vocabulary.build(counts, data_config.vocab_size, data_config.min_count)
+        num_tokens = sum(counts.values())
+        logging.info("vocabulary of %s: %d tokens, %d types, %d kept, in %.1f s (one streaming pass)",
+                     source, num_tokens, len(counts), len(vocab), time.perf_counter() - start)
+    record = _token_file_record(source, vocab, data_config)
+    stored = _read_json(os.path.join(model_dir, TOKEN_DIR, TOKEN_META))
+    encoded = (isinstance(stored, dict) and {k: stored.get(k) for k in record} == record
+               and _file_size(ids_path) == 4 * stored.get("tokens", -1))
+    if encoded:
+        num_tokens = stored["tokens"]
+        logging.info("reusing %s (%d tokens)", ids_path, num_tokens)
+    elif num_tokens is None:  # resumed with a vocabulary, but train.txt changed: count again
+        num_tokens = sum(token_counts(iter_lines(source, data_config.encoding_errors), tokenizer).values())
+    splits = {s: encode_lines(read_lines(paths[s], data_config.encoding_errors), vocab, tokenizer)
+              for s in ("valid", "test")}
+    unk_rate = {"train": math.nan, **{s: float(np.mean(ids == vocab.unk_id)) for s, ids in splits.items()}}
+    train = TokenFile(ids_path, source, num_tokens, record, encoded)
+    return Corpus(vocab=vocab, train=train, unk_rate=unk_rate, **splits)
+
+
+def _token_file_record(source, vocab, data_config):
+    st = os.stat(source)
+    return {"source": os.path.abspath(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "level": data_config.level, "encoding_errors": data_config.encoding_errors,
+            "vocabulary_sha256": vocab.fingerprint()}
+
+
+def _file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

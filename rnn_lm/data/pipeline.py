@@ -26,6 +26,33 @@ def train_windows(ids, batch_size, num_steps, start_window=0):
     return ds.skip(start_window).prefetch(tf.data.AUTOTUNE)
 
 
+def token_file_windows(tokens, batch_size, num_steps, start_window=0, block_windows=64):
+    """``train_windows`` of a ``rnn_lm.data.corpus.TokenFile``, read from the file as training goes.
+
+    The same windows as ``train_windows`` of the in-memory ids, from a
+    generator that reads ``block_windows`` windows' columns of each row at a
+    time (``batch_size`` positioned reads), so memory does not grow with the
+    corpus.
+    """
+    num_tokens = len(tokens)
+    check_trainable(num_tokens, batch_size, num_steps)
+    row_len = num_tokens // batch_size  # row b is tokens [b * row_len, (b + 1) * row_len)
+    n = num_train_windows(num_tokens, batch_size, num_steps)
+
+    def windows():
+        with tokens.open() as f:
+            for first in range(start_window, n, block_windows):
+                count = min(block_windows, n - first)
+                # [B, count * T + 1]: the block's inputs and, one column further, its targets.
+                block = np.stack([tokens.read(f, b * row_len + first * num_steps, count * num_steps + 1)
+                                  for b in range(batch_size)])
+                for k in range(0, count * num_steps, num_steps):
+                    yield block[:, k:k + num_steps], block[:, k + 1:k + num_steps + 1]
+
+    spec = (tf.TensorSpec([batch_size, num_steps], tf.int32),) * 2
+    return tf.data.Dataset.from_generator(windows, output_signature=spec).prefetch(tf.data.AUTOTUNE)
+
+
 def eval_windows(ids, batch_size, num_steps, start_id):
     """(inputs, targets, weights) windows that score every token of ``ids`` exactly once.
 

@@ -1,6 +1,8 @@
 """The vocabulary: built from the training split only, saved as vocab.txt."""
 
 import collections
+import hashlib
+import itertools
 import os
 
 import numpy as np
@@ -9,6 +11,11 @@ from rnn_lm.data.tokenizers import EOS, UNK
 from rnn_lm.errors import RnnLmError
 
 VOCAB_FILE = "vocab.txt"
+
+
+def token_counts(lines, tokenizer):
+    """Counter of the tokens of ``lines`` (any iterable: memory of the counts, not of the lines)."""
+    return collections.Counter(itertools.chain.from_iterable(map(tokenizer.tokenize, lines)))
 
 
 class Vocabulary:
@@ -42,10 +49,7 @@ class Vocabulary:
 
     @classmethod
     def from_lines(cls, lines, tokenizer, max_size=0, min_count=1):
-        counts = collections.Counter()
-        for line in lines:
-            counts.update(tokenizer.tokenize(line))
-        return cls.build(counts, max_size, min_count)
+        return cls.build(token_counts(lines, tokenizer), max_size, min_count)
 
     def __len__(self):
         return len(self.tokens)
@@ -54,8 +58,11 @@ class Vocabulary:
         return isinstance(other, Vocabulary) and self.tokens == other.tokens
 
     def encode(self, tokens):
-        get = self.index.get
-        return np.fromiter((get(t, 0) for t in tokens), dtype=np.int32)
+        return np.fromiter(map(self.index.get, tokens, itertools.repeat(self.unk_id)), dtype=np.int32)
+
+    def fingerprint(self):
+        """SHA-256 of the token list: what an encoded file was encoded with."""
+        return hashlib.sha256("\n".join(self.tokens).encode("utf-8")).hexdigest()
 
     def decode(self, ids):
         return [self.tokens[i] for i in ids]
