@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from rnn_lm import decoding
 from rnn_lm.data.vocab import VOCAB_FILE
+from rnn_lm.errors import RnnLmError, reason
 
 def _scalar(dtype, name):
     return tf.TensorSpec([], dtype, name=name)
@@ -125,7 +126,18 @@ class ServingModule(tf.Module):
 
 
 def export_saved_model(model, vocab, config, path):
-    """Writes the SavedModel to ``path`` (replacing it atomically); returns ``path``."""
+    """Writes the SavedModel to ``path`` (replacing it atomically); returns ``path``.
+
+    A disk that refuses it (full, read-only) is an RnnLmError; an older
+    SavedModel at ``path`` is then left as it was.
+    """
+    try:
+        return _export(model, vocab, config, path)
+    except (OSError, tf.errors.OpError) as e:
+        raise RnnLmError(f"cannot write the SavedModel to {path} ({reason(e)})") from None
+
+
+def _export(model, vocab, config, path):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent) as staging:

@@ -23,7 +23,7 @@ from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data import pipeline
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
-from rnn_lm.errors import RnnLmError
+from rnn_lm.errors import RnnLmError, reason
 from rnn_lm.generation import Generator
 from rnn_lm.model import RNNLanguageModel
 
@@ -61,8 +61,12 @@ def load_model(model_dir):
     path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
     if path is None:
         raise RnnLmError(f"{model_dir}: no checkpoint in {CHECKPOINT_DIR}/ (was training run?)")
-    status = tf.train.Checkpoint(model=model).read(path)
-    status.expect_partial().assert_existing_objects_matched()
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+        status.expect_partial().assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as e:
+        raise RnnLmError(f"{path} does not fit the model of {model_dir}/config.json "
+                         f"({config.model.describe()}): {reason(e)}") from None
     _check_all_restored(path, model)
     return config, vocab, model
 
@@ -266,10 +270,9 @@ class Trainer:
         try:
             manager.save(checkpoint_number=self.step)
         except (tf.errors.OpError, OSError) as e:
-            reason = (e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)).splitlines()[0]
             last = self.manager.latest_checkpoint
             raise RnnLmError(
-                f"cannot write a checkpoint in {manager.directory} at step {int(self.step)} ({reason}); " +
+                f"cannot write a checkpoint in {manager.directory} at step {int(self.step)} ({reason(e)}); " +
                 (f"the last complete one, {os.path.basename(last)}, is intact: free space or fix the "
                  "permissions, then run the same command to resume" if last else
                  "no checkpoint had been written yet")) from None
@@ -411,11 +414,15 @@ def train(config, model_dir, export=True, prepared=None):
     ``prepared`` if already called).  Returns a TrainResult.
     """
     config, corpus = prepared or prepare(config, model_dir)
-    os.makedirs(model_dir, exist_ok=True)
-    config.save(model_dir)
-    corpus.vocab.save(model_dir)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        config.save(model_dir)
+        corpus.vocab.save(model_dir)
+        if isinstance(corpus.train, corpus_lib.TokenFile):
+            corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
+    except OSError as e:
+        raise RnnLmError(f"cannot write to --model_dir {model_dir} ({reason(e)})") from None
     if isinstance(corpus.train, corpus_lib.TokenFile):
-        corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
         if corpus.train.encode_secs:
             logging.info("encoded %s into %s in %.1f s", corpus.train.source, corpus.train.path,
                          corpus.train.encode_secs)

@@ -206,3 +206,38 @@ def test_a_disk_that_refuses_a_checkpoint_stops_cleanly(tmp_path, monkeypatch, e
     rest = training.train(cfg, run, export=False)
     assert sorted(rest.step_losses) == [3, 4]
     assert [rest.step_losses[s] for s in (3, 4)] == [whole.step_losses[s] for s in (3, 4)]
+
+
+def test_a_checkpoint_that_does_not_fit_config_json_is_refused(tmp_path):
+    data = write_corpus(tmp_path / "data", (30, 3, 3))
+    run = tmp_path / "run"
+    training.train(tiny_config(data, max_steps=2), str(run), export=False)
+    config = (run / "config.json").read_text()
+    (run / "config.json").write_text(config.replace('"hidden_size": 24', '"hidden_size": 25'))
+    with pytest.raises(RnnLmError, match=r"ckpt-2 does not fit the model of .*config.json \(lstm 1x25"):
+        training.load_model(str(run))
+
+
+def test_a_disk_that_refuses_the_model_dir_or_the_saved_model(tmp_path, monkeypatch):
+    """Read-only at the start: nothing written, one line. Full at export: one line, the checkpoints kept."""
+    from rnn_lm import export as export_lib
+    data = write_corpus(tmp_path / "data", (30, 3, 3))
+    cfg = tiny_config(data, max_steps=2)
+
+    def read_only(self, model_dir):
+        raise OSError(30, "Read-only file system", os.path.join(model_dir, "config.json.tmp"))
+
+    with monkeypatch.context() as m:
+        m.setattr(Config, "save", read_only)
+        with pytest.raises(RnnLmError, match=r"cannot write to --model_dir .* \(Read-only file system\)"):
+            training.train(cfg, str(tmp_path / "ro"))
+
+    def disk_full(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "variables.index; No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", disk_full)
+    run = tmp_path / "full"
+    with pytest.raises(RnnLmError, match=r"cannot write the SavedModel to .*saved_model \(variables.index; No space"):
+        training.train(cfg, str(run))
+    assert not (run / "saved_model").exists() and not [p for p in os.listdir(run) if p.startswith("tmp")]
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")

@@ -5,7 +5,7 @@ import sys
 
 from absl import app
 
-from rnn_lm.errors import RnnLmError
+from rnn_lm.errors import RnnLmError, reason
 
 
 def run_main(main):
@@ -18,6 +18,8 @@ def run_main(main):
             return main(argv)
         except RnnLmError as e:
             fail(e)
+        except OSError as e:  # a file the code did not expect to fail (a full or read-only disk)
+            fail(f"{e.filename}: {reason(e)}" if e.filename else reason(e))
         except KeyboardInterrupt:
             print(f"{_name()}: interrupted", file=sys.stderr)
             sys.exit(130)

@@ -139,7 +139,7 @@ def split_paths(data_dir):
     """{split: path} of a corpus folder, checked to hold all three."""
     if not os.path.isdir(data_dir):
         raise RnnLmError(f"--data_dir {data_dir}: no such directory")
-    missing = [s for s in SPLITS if not os.path.isfile(os.path.join(data_dir, s + ".txt"))]
+    missing = [s for s in SPLITS if not os.path.exists(os.path.join(data_dir, s + ".txt"))]
     if missing:
         raise RnnLmError(f"--data_dir {data_dir}: missing {', '.join(s + '.txt' for s in missing)}"
                          " (a corpus folder holds train.txt, valid.txt and test.txt)")
