@@ -149,11 +149,8 @@ def plot_agreement(results, path, title="Subject-verb agreement by distance"):
             ax.plot(distances, [100 * r["agreement"][str(d)] for d in distances], marker="o", label=label,
                     color=colors[label], linestyle="--" if label.endswith("(init)") else "-")
     ax.axhline(50, color="gray", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xlabel("tokens between subject and verb")
-    ax.set_ylabel("grammatical verb preferred (%)")
+    _label_axes(ax, "tokens between subject and verb", "grammatical verb preferred (%)")
     ax.set_ylim(0, 102)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
     ax.set_title(title)
     return _save(fig, path)
 
@@ -169,12 +166,8 @@ def plot_gates(results, path, title="Do the gates keep the state? (h_t ~ h_(t-1)
         if keep is not None:
             ax_keep.stairs(_fractions(keep), np.linspace(0, 1, 51), **style)
         ax_change.stairs(_fractions(r["change_histogram"][-1]), np.linspace(0, 2, 51), **style)
-    ax_keep.set_xlabel("keep gate value (LSTM forget gate f, GRU update gate z)")
-    ax_change.set_xlabel("||h_t - h_(t-1)|| / ||h_(t-1)||  (2 = 2 or more)")
-    for ax in (ax_keep, ax_change):
-        ax.set_ylabel("fraction")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+    _label_axes(ax_keep, "keep gate value (LSTM forget gate f, GRU update gate z)", "fraction")
+    _label_axes(ax_change, "||h_t - h_(t-1)|| / ||h_(t-1)||  (2 = 2 or more)", "fraction")
     fig.suptitle(title + ", top layer")
     return _save(fig, path)
 
@@ -190,14 +183,17 @@ def plot_losses(curves, path, title="Exploding gradients: Elman RNN, relu, large
         legend = f"{label} (NaN or inf from step {bad[0] + 1})" if len(bad) else label
         ax_loss.semilogy(steps, _finite(c["loss"]), label=legend, color=colors[label])
         ax_norm.semilogy(steps, _finite(c["grad_norm"]), label=legend, color=colors[label])
-    ax_loss.set_ylabel("training cost J (nats, log scale)")
-    ax_norm.set_ylabel("global gradient norm before clipping")
-    for ax in (ax_loss, ax_norm):
-        ax.set_xlabel("training step")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+    _label_axes(ax_loss, "training step", "training cost J (nats, log scale)")
+    _label_axes(ax_norm, "training step", "global gradient norm before clipping")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _label_axes(ax, xlabel, ylabel):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def _colors(results):
