@@ -4,9 +4,10 @@
 
 Runs ``rnn-lm-train`` once uninterrupted (the reference), then --trials times
 the same command in a fresh model directory, killed with SIGKILL at a moment
-drawn uniformly over the reference run's wall time (a checkpoint is written
-after every step, so many kills land inside a checkpoint write), and resumed by
-running the same command again to the end.  Each trial passes when the resumed
+drawn uniformly over the time the reference run spent training (from its first
+step to its last; a checkpoint is written after every step, so many kills land
+inside a checkpoint write), and resumed by running the same command again to
+the end.  Each trial passes when the resumed
 run loaded only a complete checkpoint and every per-step loss of both parts
 (logged to TensorBoard at every step) equals the reference run's, bit for bit.
 
@@ -17,6 +18,7 @@ The model is ptb_small's (LSTM 2x200, SGD, batch 20 x 20 steps) with
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from rnn_lm.bin import common
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
+STEP_LINE = re.compile(r"^I\d{4} [\d:.]+ .*(first training step|epoch \d+ step \d+ \()")
 
 flags.DEFINE_string("data_dir", None, "Corpus folder (train.txt, valid.txt, test.txt), e.g. PTB.", required=True)
 flags.DEFINE_string("work_dir", None, "Where the model directories of the runs go (emptied first).", required=True)
@@ -69,6 +72,24 @@ def logged_losses(files):
     return losses
 
 
+def training_window(log, start):
+    """Seconds after ``start`` (a time.time()) at which the run logged its first and its last step.
+
+    absl log lines begin with the time of day (``I1125 23:49:12.123456``).
+    """
+    times = []
+    day = time.localtime(start)
+    for line in log.splitlines():
+        if STEP_LINE.search(line):
+            clock = line.split()[1]
+            stamp = time.mktime(time.strptime(f"{day.tm_year}-{day.tm_mon}-{day.tm_mday} {clock[:8]}",
+                                              "%Y-%m-%d %H:%M:%S")) + float("0" + clock[8:])
+            times.append(stamp - start)
+    if not times:
+        raise RnnLmError("the reference run logged no training step")
+    return max(0.0, min(times) - 0.5), max(times)
+
+
 def kill_moment(model_dir):
     """Where the kill landed: during a checkpoint write, between writes, or before the first one."""
     checkpoints = os.path.join(model_dir, "checkpoints")
@@ -88,21 +109,22 @@ def main(argv):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
     reference_dir = os.path.join(FLAGS.work_dir, "reference")
-    start = time.monotonic()
+    start = time.time()
     proc = subprocess.run(train_command(reference_dir), capture_output=True, text=True, env=env)
-    wall = time.monotonic() - start
+    wall = time.time() - start
     if proc.returncode:
         raise RnnLmError("the reference run failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
     reference = {step: values[-1] for step, values in logged_losses(event_files(reference_dir)).items()}
     if sorted(reference) != list(range(1, FLAGS.steps + 1)):
         raise RnnLmError(f"the reference run logged losses for {len(reference)} of {FLAGS.steps} steps")
-    print(f"reference run: {FLAGS.steps} steps in {wall:.0f} s")
+    first, last = training_window(proc.stderr, start)
+    print(f"reference run: {FLAGS.steps} steps in {wall:.0f} s, training from {first:.1f} s to {last:.1f} s")
 
     rng = random.Random(FLAGS.seed)
     trials = []
     for trial in range(FLAGS.trials):
         model_dir = os.path.join(FLAGS.work_dir, f"trial_{trial:02d}")
-        delay = rng.uniform(0, wall)
+        delay = rng.uniform(first, last)
         proc = subprocess.Popen(train_command(model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=env)
         time.sleep(delay)
