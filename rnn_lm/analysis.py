@@ -104,7 +104,12 @@ def gate_trace(model, ids):
 
 
 def gate_statistics(model, ids):
-    """``gate_trace`` summarised, per layer, as a dict of floats:
+    """``summarize_gates`` of ``gate_trace(model, ids)``."""
+    return summarize_gates(gate_trace(model, ids))
+
+
+def summarize_gates(traces):
+    """``gate_trace``'s arrays summarised, per layer, as a dict of floats:
 
       "keep":      the mean keep gate (f or z; absent for Elman);
       "keep>0.9":  the fraction of (row, step, unit) with the keep gate above 0.9;
@@ -112,7 +117,7 @@ def gate_statistics(model, ids):
       "change<0.1": the fraction of (row, step) whose state moved by less than 10 %.
     """
     stats = []
-    for trace in gate_trace(model, ids):
+    for trace in traces:
         row = {"change": float(trace["change"].mean()),
                "change<0.1": float((trace["change"] < 0.1).mean())}
         if "keep" in trace:

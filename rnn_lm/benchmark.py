@@ -237,9 +237,8 @@ def cpu_has_bf16():
 
 def make_rnn_lm_step(model, size, jit_compile=False):
     """rnn_lm's real train step (``training.TrainStep``) with SGD on ``model``."""
-    optimizer = keras.optimizers.SGD(LEARNING_RATE)
-    optimizer.build(model.trainable_variables)
-    return training.TrainStep(model, optimizer, size.batch_size, MAX_GRAD_NORM, jit_compile=jit_compile)
+    return training.TrainStep(model, _built_sgd(model.trainable_variables), size.batch_size, MAX_GRAD_NORM,
+                              jit_compile=jit_compile)
 
 
 class KerasLM(keras.Model):
@@ -303,13 +302,27 @@ class KerasLM(keras.Model):
         self.dense.bias.assign(model.b_y)
 
 
+def _built_sgd(variables):
+    optimizer = keras.optimizers.SGD(LEARNING_RATE)
+    optimizer.build(variables)
+    return optimizer
+
+
+def _clipped_update(optimizer, tape, loss, variables):
+    """TrainStep's update: gradients (repeated embedding rows summed) -> clip_by_global_norm -> apply;
+    returns the norm before clipping."""
+    grads = [training.sum_duplicates(g) for g in tape.gradient(loss, variables)]
+    grads, grad_norm = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
+    optimizer.apply_gradients(zip(grads, variables))
+    return grad_norm
+
+
 class KerasTrainStep:
     """TrainStep's work on ``KerasLM``: loss, tape, clip_by_global_norm, SGD, carried state."""
 
     def __init__(self, model, batch_size):
         self.model = model
-        self.optimizer = keras.optimizers.SGD(LEARNING_RATE)
-        self.optimizer.build(model.trainable_variables)
+        self.optimizer = _built_sgd(model.trainable_variables)
         self._structure = model.zero_state(batch_size)
         self.carried_state = [tf.Variable(z, trainable=False) for z in tf.nest.flatten(self._structure)]
         self._step_fn = tf.function(self._step)
@@ -323,10 +336,7 @@ class KerasTrainStep:
         with tf.GradientTape() as tape:
             logits, new_state = self.model(inputs, state)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
-        variables = self.model.trainable_variables
-        grads = [training.sum_duplicates(g) for g in tape.gradient(loss, variables)]
-        grads, grad_norm = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        grad_norm = _clipped_update(self.optimizer, tape, loss, self.model.trainable_variables)
         for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
             var.assign(value)  # read as a plain value next step: backprop stops at the window edge
         return {"loss": loss, "grad_norm": grad_norm}
@@ -339,8 +349,7 @@ class SoftmaxOnlyStep:
     def __init__(self, model):
         self.model = model
         self.variables = [model.embedding, model.V, model.b_y]
-        self.optimizer = keras.optimizers.SGD(LEARNING_RATE)
-        self.optimizer.build(self.variables)
+        self.optimizer = _built_sgd(self.variables)
         self._step_fn = tf.function(self._step)
 
     def __call__(self, inputs, targets):
@@ -349,10 +358,7 @@ class SoftmaxOnlyStep:
     def _step(self, inputs, targets):
         with tf.GradientTape() as tape:
             loss = losses.sequence_cross_entropy(self.model.output_logits(self.model.embed(inputs)), targets)
-        grads = [training.sum_duplicates(g) for g in tape.gradient(loss, self.variables)]
-        grads, grad_norm = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
-        self.optimizer.apply_gradients(zip(grads, self.variables))
-        return {"loss": loss, "grad_norm": grad_norm}
+        return {"loss": loss, "grad_norm": _clipped_update(self.optimizer, tape, loss, self.variables)}
 
 
 def make_keras_step(cell, size, weights_from):

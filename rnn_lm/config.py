@@ -85,6 +85,16 @@ class DataConfig:
             raise RnnLmError(f"--grammar_max_depth must be >= 0, got {self.grammar_max_depth}")
 
     @property
+    def is_grammar(self):
+        """Whether the text is the built-in grammar corpus."""
+        return self.corpus in ("", "grammar") and not self.data_dir
+
+    @property
+    def agreement_ready(self):
+        """Whether the agreement probe applies: the built-in corpus at word level."""
+        return self.is_grammar and self.level == "word"
+
+    @property
     def corpus_name(self):
         if self.corpus not in ("", "grammar"):
             return f"{self.corpus} ({self.data_dir or 'cache'})"

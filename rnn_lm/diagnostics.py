@@ -18,7 +18,6 @@ Two experiments produce the figures of the README's "The lecture, measured":
 """
 
 import dataclasses
-import io
 import json
 import math
 import os
@@ -58,7 +57,7 @@ def diagnose(model, ids, num_steps=40, batch_size=20, vocab=None, agreement_pair
         "parameters": parameter_count(model.config),
         "gradient_flow": [f.tolist() for f in flows],  # per layer, index = lag
         "spectral_norms": analysis.spectral_norms(model),
-        "gates": analysis.gate_statistics(model, inputs),
+        "gates": analysis.summarize_gates(traces),
         # Histograms (for the plots): 50 bins over [0, 1] for the keep gate,
         # over [0, 2] for the relative change of h.
         "keep_histogram": [np.histogram(t["keep"], bins=50, range=(0, 1))[0].tolist() if "keep" in t else None
@@ -122,13 +121,12 @@ def plot_gradient_flow(results, path, title="Gradient flow back through time"):
     plt = _pyplot()
     num_layers = max(len(r["gradient_flow"]) for r in results.values())
     fig, axes = plt.subplots(1, num_layers, figsize=(5.5 * num_layers, 4.2), squeeze=False)
-    colors = _colors(results)
+    styles = _styles(results)
     for layer, ax in enumerate(axes[0]):
         for label, r in results.items():
             if layer < len(r["gradient_flow"]):
                 flow = np.asarray(r["gradient_flow"][layer])
-                ax.semilogy(np.arange(len(flow)), np.maximum(flow, 1e-30), label=label, color=colors[label],
-                            linestyle="--" if label.endswith("(init)") else "-")
+                ax.semilogy(np.arange(len(flow)), np.maximum(flow, 1e-30), **styles[label])
         ax.set_xlabel("lag T - t (time steps)")
         ax.set_ylabel("|dJ_T / dh_t|")
         ax.set_title(f"layer {layer + 1}")
@@ -142,12 +140,11 @@ def plot_agreement(results, path, title="Subject-verb agreement by distance"):
     """Accuracy (grammatical verb preferred) by the number of tokens between subject and verb."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    colors = _colors(results)
+    styles = _styles(results)
     for label, r in results.items():
         if "agreement" in r:
             distances = sorted(int(d) for d in r["agreement"])
-            ax.plot(distances, [100 * r["agreement"][str(d)] for d in distances], marker="o", label=label,
-                    color=colors[label], linestyle="--" if label.endswith("(init)") else "-")
+            ax.plot(distances, [100 * r["agreement"][str(d)] for d in distances], marker="o", **styles[label])
     ax.axhline(50, color="gray", linewidth=0.8, linestyle=":", label="chance")
     _label_axes(ax, "tokens between subject and verb", "grammatical verb preferred (%)")
     ax.set_ylim(0, 102)
@@ -159,13 +156,12 @@ def plot_gates(results, path, title="Do the gates keep the state? (h_t ~ h_(t-1)
     """Histograms: the keep gate (LSTM f, GRU z) and ||h_t - h_(t-1)|| / ||h_(t-1)||, top layer."""
     plt = _pyplot()
     fig, (ax_keep, ax_change) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = _colors(results)
+    styles = _styles(results)
     for label, r in results.items():
-        style = dict(color=colors[label], linestyle="--" if label.endswith("(init)") else "-", label=label)
         keep = r["keep_histogram"][-1]
         if keep is not None:
-            ax_keep.stairs(_fractions(keep), np.linspace(0, 1, 51), **style)
-        ax_change.stairs(_fractions(r["change_histogram"][-1]), np.linspace(0, 2, 51), **style)
+            ax_keep.stairs(_fractions(keep), np.linspace(0, 1, 51), **styles[label])
+        ax_change.stairs(_fractions(r["change_histogram"][-1]), np.linspace(0, 2, 51), **styles[label])
     _label_axes(ax_keep, "keep gate value (LSTM forget gate f, GRU update gate z)", "fraction")
     _label_axes(ax_change, "||h_t - h_(t-1)|| / ||h_(t-1)||  (2 = 2 or more)", "fraction")
     fig.suptitle(title + ", top layer")
@@ -176,13 +172,13 @@ def plot_losses(curves, path, title="Exploding gradients: Elman RNN, relu, large
     """curves: {label: {"loss": [...], "grad_norm": [...]}} per step; log scales."""
     plt = _pyplot()
     fig, (ax_loss, ax_norm) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = _colors(curves)
+    styles = _styles(curves)
     for label, c in curves.items():
         steps = np.arange(1, len(c["loss"]) + 1)
         bad = np.flatnonzero(~np.isfinite(np.asarray(c["loss"], dtype=float)))
-        legend = f"{label} (NaN or inf from step {bad[0] + 1})" if len(bad) else label
-        ax_loss.semilogy(steps, _finite(c["loss"]), label=legend, color=colors[label])
-        ax_norm.semilogy(steps, _finite(c["grad_norm"]), label=legend, color=colors[label])
+        style = {**styles[label], "label": f"{label} (NaN or inf from step {bad[0] + 1})" if len(bad) else label}
+        ax_loss.semilogy(steps, _finite(c["loss"]), **style)
+        ax_norm.semilogy(steps, _finite(c["grad_norm"]), **style)
     _label_axes(ax_loss, "training step", "training cost J (nats, log scale)")
     _label_axes(ax_norm, "training step", "global gradient norm before clipping")
     fig.suptitle(title)
@@ -196,11 +192,12 @@ def _label_axes(ax, xlabel, ylabel):
     ax.legend(fontsize=8)
 
 
-def _colors(results):
-    """One color per model, the same for its "(init)" and trained lines."""
+def _styles(results):
+    """{label: line keywords}: one color per model, the same for its "(init)" line, which is dashed."""
     palette = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
     bases = list(dict.fromkeys(label.removesuffix(" (init)") for label in results))
-    return {label: palette[bases.index(label.removesuffix(" (init)")) % len(palette)] for label in results}
+    return {label: {"label": label, "color": palette[bases.index(label.removesuffix(" (init)")) % len(palette)],
+                    "linestyle": "--" if label.endswith("(init)") else "-"} for label in results}
 
 
 def _fractions(counts):

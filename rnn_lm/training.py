@@ -11,7 +11,6 @@ import threading
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -296,7 +295,6 @@ class Trainer:
         validated_at = None
         nonfinite_in_a_row = 0
         first_interval = True
-        first_step = True
 
         while int(self.epoch) < t.epochs and not self._done():
             epoch = int(self.epoch)
@@ -315,9 +313,8 @@ class Trainer:
                 metrics = self.train_step(inputs, targets)
                 self.window.assign_add(1)
                 step = int(self.step)
-                if first_step:
+                if not result.step_losses:
                     logging.info("first training step done (step %d)", step)
-                    first_step = False
                 loss = float(metrics["loss"])
                 result.step_losses[step] = loss
                 since_log += 1

@@ -220,7 +220,6 @@ def test_a_checkpoint_that_does_not_fit_config_json_is_refused(tmp_path):
 
 def test_a_disk_that_refuses_the_model_dir_or_the_saved_model(tmp_path, monkeypatch):
     """Read-only at the start: nothing written, one line. Full at export: one line, the checkpoints kept."""
-    from rnn_lm import export as export_lib
     data = write_corpus(tmp_path / "data", (30, 3, 3))
     cfg = tiny_config(data, max_steps=2)
 

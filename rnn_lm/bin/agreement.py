@@ -29,7 +29,7 @@ flags.DEFINE_boolean("json", False, "One JSON line per distance.")
 def main(argv):
     from rnn_lm.config import Config
     config = Config.load(FLAGS.model_dir)
-    if config.data.data_dir or config.data.corpus not in ("", "grammar") or config.data.level != "word":
+    if not config.data.agreement_ready:
         raise RnnLmError(f"{FLAGS.model_dir} was not trained on the built-in corpus at word level")
     try:
         distances = [int(d) for d in FLAGS.distances]

@@ -1,7 +1,9 @@
-"""What every binary shares: the one-line error for bad input."""
+"""What every binary shares: the one-line error for bad input, and running another binary timed."""
 
 import os
+import subprocess
 import sys
+import time
 
 from absl import app
 
@@ -25,6 +27,19 @@ def run_main(main):
             sys.exit(130)
 
     app.run(guarded)
+
+
+def run_timed(cmd, env=None):
+    """Runs ``cmd`` with its stderr merged into its stdout, reading the output as it comes.
+
+    Returns (exit status, [(seconds after the start, line)], seconds in all).
+    """
+    start = time.monotonic()
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        for line in proc.stdout:
+            lines.append((time.monotonic() - start, line))
+    return proc.returncode, lines, time.monotonic() - start
 
 
 def fail(message):

@@ -109,11 +109,10 @@ def _diagnose_models():
         for model_dir in FLAGS.model_dir:
             config, vocab, model = training.load_model(model_dir)
             ids = corpus_lib.load_split(config.data, vocab, "valid")
-            grammar = config.data.corpus in ("", "grammar") and not config.data.data_dir
             label = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.describe()})"
             results[label] = diagnostics.diagnose(
                 model, ids, FLAGS.num_steps, FLAGS.batch_size, vocab=vocab,
-                agreement_pairs=FLAGS.agreement_pairs if grammar and config.data.level == "word" else 0)
+                agreement_pairs=FLAGS.agreement_pairs if config.data.agreement_ready else 0)
         return results
     corpus = corpus_lib.load_corpus(DataConfig(grammar_train_tokens=50_000))
     for cell in FLAGS.cells:

@@ -15,6 +15,7 @@ The model is ptb_small's (LSTM 2x200, SGD, batch 20 x 20 steps) with
 --deterministic; extra train flags can be given with --train_flags.
 """
 
+import collections
 import json
 import os
 import random
@@ -30,7 +31,7 @@ from rnn_lm.bin import common
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
-STEP_LINE = re.compile(r"^I\d{4} [\d:.]+ .*(first training step|epoch \d+ step \d+ \()")
+STEP_LINE = re.compile(r"first training step|epoch \d+ step \d+ \(")
 
 flags.DEFINE_string("data_dir", None, "Corpus folder (train.txt, valid.txt, test.txt), e.g. PTB.", required=True)
 flags.DEFINE_string("work_dir", None, "Where the model directories of the runs go (emptied first).", required=True)
@@ -72,24 +73,6 @@ def logged_losses(files):
     return losses
 
 
-def training_window(log, start):
-    """Seconds after ``start`` (a time.time()) at which the run logged its first and its last step.
-
-    absl log lines begin with the time of day (``I1125 23:49:12.123456``).
-    """
-    times = []
-    day = time.localtime(start)
-    for line in log.splitlines():
-        if STEP_LINE.search(line):
-            clock = line.split()[1]
-            stamp = time.mktime(time.strptime(f"{day.tm_year}-{day.tm_mon}-{day.tm_mday} {clock[:8]}",
-                                              "%Y-%m-%d %H:%M:%S")) + float("0" + clock[8:])
-            times.append(stamp - start)
-    if not times:
-        raise RnnLmError("the reference run logged no training step")
-    return max(0.0, min(times) - 0.5), max(times)
-
-
 def kill_moment(model_dir):
     """Where the kill landed: during a checkpoint write, between writes, or before the first one."""
     checkpoints = os.path.join(model_dir, "checkpoints")
@@ -109,15 +92,17 @@ def main(argv):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
     reference_dir = os.path.join(FLAGS.work_dir, "reference")
-    start = time.time()
-    proc = subprocess.run(train_command(reference_dir), capture_output=True, text=True, env=env)
-    wall = time.time() - start
-    if proc.returncode:
-        raise RnnLmError("the reference run failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    returncode, lines, wall = common.run_timed(train_command(reference_dir), env)
+    if returncode:
+        raise RnnLmError("the reference run failed: " + (lines[-1][1].strip() if lines else "?"))
     reference = {step: values[-1] for step, values in logged_losses(event_files(reference_dir)).items()}
     if sorted(reference) != list(range(1, FLAGS.steps + 1)):
         raise RnnLmError(f"the reference run logged losses for {len(reference)} of {FLAGS.steps} steps")
-    first, last = training_window(proc.stderr, start)
+    # The span of the training steps, from when their log lines arrived.
+    step_times = [secs for secs, line in lines if STEP_LINE.search(line)]
+    if not step_times:
+        raise RnnLmError("the reference run logged no training step")
+    first, last = max(0.0, min(step_times) - 0.5), max(step_times)
     print(f"reference run: {FLAGS.steps} steps in {wall:.0f} s, training from {first:.1f} s to {last:.1f} s")
 
     rng = random.Random(FLAGS.seed)
@@ -153,9 +138,7 @@ def main(argv):
               + ("equal to the reference" if ok else f"DIFFER at steps {mismatched[:5]} missing {missing[:5]}"))
         shutil.rmtree(model_dir, ignore_errors=True)
     passed = sum(t["ok"] for t in trials)
-    by_moment = {}
-    for t in trials:
-        by_moment[t["moment"]] = by_moment.get(t["moment"], 0) + 1
+    by_moment = collections.Counter(t["moment"] for t in trials)
     print(f"{passed} of {len(trials)} killed runs resumed with every per-step loss equal to the uninterrupted "
           f"run's; kills: " + ", ".join(f"{n} {m}" for m, n in by_moment.items()))
     if FLAGS.json_out:

@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -126,18 +125,12 @@ def run_training(data_dir, model_dir, steps, vocab):
            "--batch_size=20", "--num_steps=20", f"--vocab_size={vocab}", "--epochs=1", f"--max_steps={steps}",
            # The speed is timed over the log intervals after the first (which builds the graph).
            f"--log_every_steps={max(1, steps // 10)}", "--eval_batch_size=10", "--sample_tokens=10"]
-    start = time.monotonic()
-    first_step_secs = None
-    lines = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            lines.append(line)
-            if first_step_secs is None and "first training step done" in line:
-                first_step_secs = time.monotonic() - start
-    total_secs = time.monotonic() - start
-    if proc.returncode:
-        raise RnnLmError(f"training failed (exit {proc.returncode}):\n" + "".join(lines[-20:]))
+    returncode, timed_lines, total_secs = common.run_timed(cmd)
+    lines = [line for _, line in timed_lines]
+    if returncode:
+        raise RnnLmError(f"training failed (exit {returncode}):\n" + "".join(lines[-20:]))
     output = "".join(lines)
+    first_step_secs = next((secs for secs, line in timed_lines if "first training step done" in line), None)
 
     def number(pattern):
         match = re.search(pattern, output)

@@ -121,16 +121,16 @@ def text_lines(text):
 
 def read_split_lines(data_config):
     """{split: [lines]}: a named corpus, a folder of three splits, or the built-in grammar corpus."""
-    if data_config.corpus not in ("", "grammar"):
-        texts = corpora.split_texts(data_config.corpus, data_config.data_dir)
-        return {s: text_lines(texts[s]) for s in SPLITS}
-    if not data_config.data_dir:
+    if data_config.is_grammar:
         # Valid and test are 8 % of train each: 80,000 tokens for the default million.
         held_out = data_config.grammar_train_tokens * 2 // 25
         return grammar.grammar_splits(seed=data_config.grammar_seed,
                                       train_tokens=data_config.grammar_train_tokens,
                                       valid_tokens=held_out, test_tokens=held_out,
                                       max_depth=data_config.grammar_max_depth)
+    if data_config.corpus:
+        texts = corpora.split_texts(data_config.corpus, data_config.data_dir)
+        return {s: text_lines(texts[s]) for s in SPLITS}
     paths = split_paths(data_config.data_dir)
     return {s: read_lines(paths[s], data_config.encoding_errors) for s in SPLITS}
 
