@@ -13,6 +13,7 @@ CELL_TYPES = ("elman", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("epoch", "plateau")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 NAN_POLICIES = ("skip", "stop")
 CORPUS_NAMES = ("", "grammar", "ptb", "wikitext2", "wikitext103", "tinyshakespeare")
@@ -28,7 +29,10 @@ class ModelConfig:
     num_layers: int = 2
     hidden_size: int = 200
     embedding_size: int = 200  # 0: one-hot input
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the non-recurrent connections: between layers and before the softmax
+    input_dropout: float = -1.0  # on the first layer's input; < 0: the same as dropout
+    locked_dropout: bool = False  # one mask per stream for the whole window (variational), not per step
+    embedding_dropout: float = 0.0  # drops whole word types from the input embedding for a step
     tie_embeddings: bool = False
     init_scale: float = 0.1  # uniform(-s, s) initialisation; 0: Keras defaults
 
@@ -39,14 +43,28 @@ class ModelConfig:
         _positive("hidden_size", self.hidden_size)
         if self.embedding_size < 0:
             raise RnnLmError(f"--embedding_size must be >= 0 (0 means one-hot input), got {self.embedding_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise RnnLmError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise RnnLmError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.input_dropout >= 1.0:
+            raise RnnLmError(f"--input_dropout must be below 1 (negative: as --dropout), got {self.input_dropout}")
+        if self.embedding_dropout and not self.embedding_size:
+            raise RnnLmError("--embedding_dropout needs an embedding (--embedding_size > 0)")
         if self.init_scale < 0:
             raise RnnLmError(f"--init_scale must be >= 0, got {self.init_scale}")
         if self.tie_embeddings and self.embedding_size != self.hidden_size:
             raise RnnLmError(
                 "--tie_embeddings needs --embedding_size equal to --hidden_size, got "
                 f"{self.embedding_size} and {self.hidden_size}")
+
+    @property
+    def input_dropout_rate(self):
+        """The dropout rate on the first layer's input."""
+        return self.dropout if self.input_dropout < 0 else self.input_dropout
+
+    @property
+    def uses_dropout(self):
+        return bool(self.dropout or self.input_dropout_rate or self.embedding_dropout)
 
     def describe(self):
         embed = f"embedding {self.embedding_size}" if self.embedding_size else "one-hot input"
@@ -112,6 +130,10 @@ class TrainConfig:
     learning_rate: float = 20.0  # the tutorial's 1.0 for the summed cost, times num_steps
     lr_decay: float = 1.0
     decay_start_epoch: int = 2
+    lr_schedule: str = "epoch"  # decay every epoch from decay_start_epoch, or when validation stops improving
+    plateau_threshold: float = 0.0  # "plateau": decay unless valid perplexity falls by more than this fraction
+    weight_decay: float = 0.0  # L2: the gradient of (weight_decay / 2) * |w|^2 added for every weight
+    average_start_epoch: int = 0  # averaged SGD: evaluate and export the mean of the weights since this epoch
     max_grad_norm: float = 0.25  # the tutorial's 5 / num_steps; 0: no clipping
     seed: int = 0
     eval_batch_size: int = 1  # one stream: exact perplexity
@@ -131,7 +153,7 @@ class TrainConfig:
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
                      "log_every_steps", "keep_checkpoints", "decay_start_epoch"):
             _positive(name, getattr(self, name))
-        for name in ("max_steps", "save_every_steps", "sample_tokens"):
+        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch"):
             if getattr(self, name) < 0:
                 raise RnnLmError(f"--{name} must be >= 0, got {getattr(self, name)}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -139,6 +161,11 @@ class TrainConfig:
             raise RnnLmError(f"--learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise RnnLmError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not 0.0 <= self.plateau_threshold < 1.0:
+            raise RnnLmError(f"--plateau_threshold must be in [0, 1), got {self.plateau_threshold}")
+        if self.weight_decay < 0:
+            raise RnnLmError(f"--weight_decay must be >= 0, got {self.weight_decay}")
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         _choice("nan_policy", self.nan_policy, NAN_POLICIES)
         _positive("max_nonfinite_steps", self.max_nonfinite_steps)
@@ -150,7 +177,8 @@ class TrainConfig:
             raise RnnLmError(f"--max_grad_norm must be >= 0, got {self.max_grad_norm}")
 
     def learning_rate_at(self, epoch):
-        """lr of 0-based ``epoch``: times lr_decay per epoch, from 1-based decay_start_epoch on."""
+        """lr of 0-based ``epoch`` for the "epoch" schedule: times lr_decay per epoch, from 1-based
+        decay_start_epoch on.  (The "plateau" schedule's rate depends on validation; the trainer keeps it.)"""
         return self.learning_rate * self.lr_decay ** max(epoch + 2 - self.decay_start_epoch, 0)
 
 

@@ -5,6 +5,14 @@
     logits_t = h_t^(L) V + b_y   (V = E^T when the embeddings are tied)
     y_hat_t = softmax(logits_t)
 
+Regularisation in training (all off by default): dropout on the
+non-recurrent connections (Zaremba et al., 2014), a new mask per time step or,
+``locked_dropout``, one mask per stream for the whole window (the variational
+dropout of Gal & Ghahramani, 2016, on the connections between layers); and
+``embedding_dropout``, which removes whole word types from a step's input
+(every occurrence of a dropped word reads a zero vector; the others are scaled
+by 1 / (1 - p)).
+
 The model takes and returns the recurrent state (one entry per layer, each in
 its cell's own structure), so the caller carries it from window to window.
 """
@@ -90,17 +98,30 @@ class RNNLanguageModel(keras.Model):
         w = tf.transpose(self.embedding) if self.config.tie_embeddings else self.V
         return tf.cast(cells_lib.dense(h, tf.cast(w, h.dtype)), tf.float32) + self.b_y
 
-    def _dropout(self, x, site, seed):
+    def _dropout(self, x, rate, site, seed):
         """Dropout on the non-recurrent connections only (Zaremba et al., 2014).
 
         Sites: 0 before layer 1, l after layer l.  The masks are a function of
         ``seed`` [2] (stateless), so a resumed run draws the same masks as an
-        uninterrupted one.
+        uninterrupted one.  Locked dropout draws one mask per row [B, 1, D]
+        and uses it at every time step of the window.
         """
-        if seed is None:
-            seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+        if not rate:
+            return x
+        noise_shape = None
+        if self.config.locked_dropout:
+            shape = tf.shape(x)
+            noise_shape = tf.stack([shape[0], 1, shape[2]])
         return tf.nn.experimental.stateless_dropout(
-            x, self.config.dropout, seed=tf.random.experimental.stateless_fold_in(seed, site))
+            x, rate, seed=tf.random.experimental.stateless_fold_in(seed, site), noise_shape=noise_shape)
+
+    def _embedding_dropout(self, ids, x, seed):
+        """Drops whole word types: x [B, T, E] of ``ids``, with the dropped words' rows zeroed."""
+        p = self.config.embedding_dropout
+        seed = tf.random.experimental.stateless_fold_in(seed, -1)
+        keep = tf.random.stateless_uniform([self.config.vocab_size], seed) >= p  # one draw per word type
+        scale = tf.cast(keep, x.dtype) / tf.cast(1.0 - p, x.dtype)
+        return x * tf.gather(scale, ids)[..., tf.newaxis]
 
     def call(self, ids, state=None, training=False, dropout_seed=None):
         """ids [B, T] int -> (logits [B, T, |V|], final state).
@@ -109,15 +130,20 @@ class RNNLanguageModel(keras.Model):
         """
         if state is None:
             state = self.zero_state(tf.shape(ids)[0])
-        dropout = training and self.config.dropout > 0
+        c = self.config
+        dropout = training and c.uses_dropout
+        if dropout and dropout_seed is None:
+            dropout_seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
         x = self.embed(ids)
+        if dropout and c.embedding_dropout:
+            x = self._embedding_dropout(ids, x, dropout_seed)
         if dropout:
-            x = self._dropout(x, 0, dropout_seed)
+            x = self._dropout(x, c.input_dropout_rate, 0, dropout_seed)
         new_state = []
         for layer, (cell, layer_state) in enumerate(zip(self.cells, state), start=1):
             x, layer_state = unroll(cell, x, layer_state)  # [B, T, H]
             if dropout:
-                x = self._dropout(x, layer, dropout_seed)
+                x = self._dropout(x, c.dropout, layer, dropout_seed)
             new_state.append(_float32(layer_state))
         return self.output_logits(x), new_state
 

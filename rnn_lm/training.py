@@ -3,6 +3,7 @@
 The model directory's layout is described in ``rnn_lm.model_dir``.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -67,7 +68,17 @@ def load_model(model_dir):
         raise RnnLmError(f"{path} does not fit the model of {model_dir}/config.json "
                          f"({config.model.describe()}): {reason(e)}") from None
     _check_all_restored(path, model)
+    if _averaged_steps(path):
+        # Averaged SGD: the model to use is the mean of the weights, kept beside the raw ones.
+        tf.train.Checkpoint(averages=model.trainable_variables).read(path).expect_partial()
     return config, vocab, model
+
+
+def _averaged_steps(path):
+    try:
+        return int(tf.train.load_variable(path, "averaged_steps/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.NotFoundError, ValueError):
+        return 0
 
 
 def _check_all_restored(path, model):
@@ -136,15 +147,17 @@ def sum_duplicates(grad):
 class TrainStep:
     """One step of truncated BPTT, with the recurrent state it carries between windows.
 
-    tape -> loss -> gradients -> clip_by_global_norm (the norm before clipping
+    tape -> loss -> gradients (+ weight decay) -> clip_by_global_norm (the norm before clipping
     is returned) -> apply_gradients.  Usable without a model directory (the
     benchmark drives it directly).
     """
 
-    def __init__(self, model, optimizer, batch_size, max_grad_norm, seed=0, jit_compile=False):
+    def __init__(self, model, optimizer, batch_size, max_grad_norm, seed=0, jit_compile=False,
+                 weight_decay=0.0):
         self.model = model
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
+        self.weight_decay = weight_decay
         self.seed = seed
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # The state carried from one window to the next, kept in variables so
@@ -166,6 +179,10 @@ class TrainStep:
             loss = losses.sequence_cross_entropy(logits, targets)
         variables = self.model.trainable_variables
         grads = [sum_duplicates(g) for g in tape.gradient(loss, variables)]
+        if self.weight_decay:
+            # The gradient of the L2 penalty (weight_decay / 2) |w|^2, before clipping; the
+            # reported loss stays the cross entropy. (A sparse embedding gradient becomes dense.)
+            grads = [tf.convert_to_tensor(g) + self.weight_decay * v for g, v in zip(grads, variables)]
         grad_norm = tf.linalg.global_norm(grads)
         if self.max_grad_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=grad_norm)
@@ -191,6 +208,42 @@ class TrainStep:
             var.assign(tf.zeros_like(var))
 
 
+class WeightAverage:
+    """Averaged SGD (Polyak & Juditsky, 1992): the running mean of the weights after each update
+    since averaging began.  Validation, test, samples and the export read the mean; training goes
+    on from the raw weights."""
+
+    def __init__(self, variables):
+        self.variables = list(variables)
+        self.averages = [tf.Variable(v, trainable=False) for v in self.variables]
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="averaged_steps")
+        self._update = tf.function(self._update_impl)
+
+    def _update_impl(self):
+        self.count.assign_add(1)
+        w = 1.0 / tf.cast(self.count, tf.float32)  # avg_n = avg_(n-1) + (w_n - avg_(n-1)) / n
+        for a, v in zip(self.averages, self.variables):
+            a.assign_add((v - a) * w)
+
+    def update(self):
+        self._update()
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Inside the block the model holds the averaged weights (if any update was averaged)."""
+        if int(self.count) == 0:
+            yield
+            return
+        raw = [v.numpy() for v in self.variables]
+        for v, a in zip(self.variables, self.averages):
+            v.assign(a)
+        try:
+            yield
+        finally:
+            for v, r in zip(self.variables, raw):
+                v.assign(r)
+
+
 class Trainer:
     """Owns the model, optimizer, carried state and checkpoint of one model directory."""
 
@@ -206,14 +259,25 @@ class Trainer:
         self.optimizer = make_optimizer(t)
         self.optimizer.build(self.model.trainable_variables)
         self.train_step = TrainStep(self.model, self.optimizer, t.batch_size, t.max_grad_norm, t.seed,
-                                    t.jit_compile)
+                                    t.jit_compile, t.weight_decay)
         self.step = self.train_step.step
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Data position: windows of the current epoch already trained on.
         self.window = tf.Variable(0, dtype=tf.int64, trainable=False, name="window")
+        extra = {}
+        if t.lr_schedule == "plateau":
+            # The rate and the best validation perplexity so far decide the next decay: checkpointed.
+            self.plateau_lr = tf.Variable(t.learning_rate, dtype=tf.float64, trainable=False, name="lr")
+            self.plateau_best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_valid")
+            extra = {"lr": self.plateau_lr, "best_valid": self.plateau_best}
+        self.averaging = None
+        if t.average_start_epoch:
+            self.averaging = WeightAverage(self.model.trainable_variables)
+            extra["averages"] = self.averaging.averages
+            extra["averaged_steps"] = self.averaging.count
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-            window=self.window, carried_state=self.train_step.carried_state)
+            window=self.window, carried_state=self.train_step.carried_state, **extra)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
             step_counter=self.step, checkpoint_name="ckpt")
@@ -298,7 +362,7 @@ class Trainer:
 
         while int(self.epoch) < t.epochs and not self._done():
             epoch = int(self.epoch)
-            lr = t.learning_rate_at(epoch)
+            lr = float(self.plateau_lr) if t.lr_schedule == "plateau" else t.learning_rate_at(epoch)
             self.optimizer.learning_rate.assign(lr)
             if int(self.window) == 0:
                 self.train_step.reset_state()
@@ -320,6 +384,8 @@ class Trainer:
                 since_log += 1
                 clipped_since_log += int(bool(metrics["clipped"]))
                 if bool(metrics["applied"]):
+                    if self.averaging and epoch + 1 >= t.average_start_epoch:
+                        self.averaging.update()
                     nonfinite_in_a_row = 0
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
                 else:
@@ -375,16 +441,19 @@ class Trainer:
                 break  # max_steps reached inside the epoch; resume continues it
             self.window.assign(0)
             self.epoch.assign_add(1)
-            valid_ppl = self.evaluator.perplexity(corpus.valid)
+            with self.evaluation_weights():
+                valid_ppl = self.evaluator.perplexity(corpus.valid)
+                sample = self.sample_text(t.sample_tokens, t.seed + epoch, t.sample_temperature)
             result.valid_perplexities[epoch + 1] = valid_ppl
             result.valid_perplexity, validated_at = valid_ppl, int(self.step)
-            sample = self.sample_text(t.sample_tokens, t.seed + epoch, t.sample_temperature)
             logging.info("epoch %d done: train perplexity %.2f, valid perplexity %.2f",
                          epoch + 1, math.exp(loss_sum / max(loss_n, 1)), valid_ppl)
             logging.info("sample: %s", sample)
             with valid_writer.as_default(step=int(self.step)):
                 tf.summary.scalar("perplexity", valid_ppl)
                 tf.summary.text("sample", sample)
+            if t.lr_schedule == "plateau":
+                self._plateau(epoch, valid_ppl)
             self._save()
             if valid_ppl < result.best_valid_perplexity:
                 result.best_valid_perplexity = valid_ppl
@@ -398,6 +467,23 @@ class Trainer:
         result.final_step = int(self.step)
         if timed_secs > 0:
             result.tokens_per_sec = timed_tokens / timed_secs
+
+    def evaluation_weights(self):
+        """A context in which the model holds the weights to evaluate: the averaged ones under
+        averaged SGD, else the trained ones."""
+        return self.averaging.applied() if self.averaging else contextlib.nullcontext()
+
+    def _plateau(self, epoch, valid_ppl):
+        """The "plateau" schedule: the rate is multiplied by lr_decay after an epoch (from
+        decay_start_epoch on) whose validation perplexity is not below the best so far by
+        more than plateau_threshold (a fraction)."""
+        t = self.config.train
+        best = float(self.plateau_best)
+        if valid_ppl >= best * (1.0 - t.plateau_threshold) and epoch + 2 >= t.decay_start_epoch:
+            self.plateau_lr.assign(float(self.plateau_lr) * t.lr_decay)
+            logging.info("valid perplexity %.2f after a best of %.2f: learning rate decays to %.4g",
+                         valid_ppl, best, float(self.plateau_lr))
+        self.plateau_best.assign(min(best, valid_ppl))
 
     def _done(self):
         return self.config.train.max_steps and int(self.step) >= self.config.train.max_steps
@@ -440,17 +526,18 @@ def train(config, model_dir, export=True, prepared=None):
     if result.interrupted:
         return result  # evaluation and export wait for the resumed run
 
-    if math.isnan(result.valid_perplexity):
-        result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
-    result.test_perplexity = trainer.evaluator.perplexity(corpus.test)
-    result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
-                                        config.train.sample_temperature)
-    logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
-                 result.valid_perplexity, result.test_perplexity, result.final_step)
-    if export:
-        path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
-                                             os.path.join(model_dir, SAVED_MODEL_DIR))
-        logging.info("SavedModel written to %s", path)
+    with trainer.evaluation_weights():
+        if math.isnan(result.valid_perplexity):
+            result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
+        result.test_perplexity = trainer.evaluator.perplexity(corpus.test)
+        result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
+                                            config.train.sample_temperature)
+        logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
+                     result.valid_perplexity, result.test_perplexity, result.final_step)
+        if export:
+            path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
+                                                 os.path.join(model_dir, SAVED_MODEL_DIR))
+            logging.info("SavedModel written to %s", path)
     return result
 
 

@@ -46,7 +46,13 @@ flags.DEFINE_enum("activation", "tanh", config_lib.ACTIVATIONS, "Elman cell acti
 flags.DEFINE_integer("num_layers", 2, "Stacked recurrent layers.")
 flags.DEFINE_integer("hidden_size", 200, "H, units per layer.")
 flags.DEFINE_integer("embedding_size", 200, "Word embedding size; 0: one-hot input.")
-flags.DEFINE_float("dropout", 0.0, "Dropout rate on non-recurrent connections.")
+flags.DEFINE_float("dropout", 0.0, "Dropout rate on the non-recurrent connections (between layers, before "
+                   "the softmax, and on the first layer's input unless --input_dropout says otherwise).")
+flags.DEFINE_float("input_dropout", -1.0, "Dropout rate on the first layer's input; negative: --dropout.")
+flags.DEFINE_boolean("locked_dropout", False, "Variational dropout: one mask per stream for the whole "
+                     "window instead of a new one per time step.")
+flags.DEFINE_float("embedding_dropout", 0.0, "Drop whole word types from the input embedding (every "
+                   "occurrence of a dropped word in the step reads zeros).")
 flags.DEFINE_boolean("tie_embeddings", False, "Share the embedding with the softmax weights "
                      "(needs --embedding_size == --hidden_size).")
 flags.DEFINE_float("init_scale", 0.1, "Weights start uniform in [-s, s]; 0: Keras' initialisers.")
@@ -60,6 +66,15 @@ flags.DEFINE_float("learning_rate", 20.0, "Learning rate, for the cost averaged 
                    "(a tutorial's rate for the summed cost times --num_steps).")
 flags.DEFINE_float("lr_decay", 1.0, "Learning rate factor per epoch from --decay_start_epoch.")
 flags.DEFINE_integer("decay_start_epoch", 2, "First epoch (1-based) trained with a decayed rate.")
+flags.DEFINE_enum("lr_schedule", "epoch", config_lib.LR_SCHEDULES, "epoch: times --lr_decay every epoch from "
+                  "--decay_start_epoch; plateau: times --lr_decay after an epoch whose validation perplexity "
+                  "did not improve on the best by more than --plateau_threshold.")
+flags.DEFINE_float("plateau_threshold", 0.0, "Relative improvement of the validation perplexity below which "
+                   "the plateau schedule decays the rate (0.01: less than 1 percent).")
+flags.DEFINE_float("weight_decay", 0.0, "L2 regularisation: weight_decay * w is added to every weight's "
+                   "gradient (that of (weight_decay / 2) |w|^2), before clipping.")
+flags.DEFINE_integer("average_start_epoch", 0, "Averaged SGD: from this epoch (1-based) on, keep the mean of "
+                     "the weights after every update; validation, test, samples and the export use it. 0: off.")
 flags.DEFINE_float("max_grad_norm", 0.25, "Clip gradients to this global norm (of the time-averaged cost's "
                    "gradient); 0: no clipping.")
 flags.DEFINE_enum("compute_dtype", "float32", config_lib.COMPUTE_DTYPES, "bfloat16: mixed precision "
@@ -89,7 +104,8 @@ def config_from_flags():
     return config_lib.Config(
         model=config_lib.ModelConfig(
             cell=f.cell, activation=f.activation, num_layers=f.num_layers, hidden_size=f.hidden_size,
-            embedding_size=f.embedding_size, dropout=f.dropout, tie_embeddings=f.tie_embeddings,
+            embedding_size=f.embedding_size, dropout=f.dropout, input_dropout=f.input_dropout,
+            locked_dropout=f.locked_dropout, embedding_dropout=f.embedding_dropout, tie_embeddings=f.tie_embeddings,
             init_scale=f.init_scale),
         data=config_lib.DataConfig(
             corpus=f.corpus, data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
@@ -99,7 +115,9 @@ def config_from_flags():
         train=config_lib.TrainConfig(
             batch_size=f.batch_size, num_steps=f.num_steps, epochs=f.epochs, max_steps=f.max_steps,
             optimizer=f.optimizer, learning_rate=f.learning_rate, lr_decay=f.lr_decay,
-            decay_start_epoch=f.decay_start_epoch, max_grad_norm=f.max_grad_norm, seed=f.seed,
+            decay_start_epoch=f.decay_start_epoch, lr_schedule=f.lr_schedule, plateau_threshold=f.plateau_threshold,
+            weight_decay=f.weight_decay, average_start_epoch=f.average_start_epoch,
+            max_grad_norm=f.max_grad_norm, seed=f.seed,
             eval_batch_size=f.eval_batch_size, log_every_steps=f.log_every_steps,
             save_every_steps=f.save_every_steps, save_every_secs=f.save_every_secs,
             nan_policy=f.nan_policy, max_nonfinite_steps=f.max_nonfinite_steps, keep_checkpoints=f.keep_checkpoints,
