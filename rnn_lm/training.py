@@ -46,11 +46,12 @@ class TrainResult:
     best_valid_perplexity: float = math.inf  # of this call's epochs (the best checkpoint: checkpoints/best)
 
 
-def load_model(model_dir):
+def load_model(model_dir, averaged=True):
     """Rebuilds the model of ``model_dir`` from its config and latest checkpoint.
 
     Returns (config, vocab, model).  Every model variable must be in the
-    checkpoint (strict restore).
+    checkpoint (strict restore).  A model trained with averaged SGD holds its
+    averaged weights, unless ``averaged`` is False (then the raw ones).
     """
     config = Config.load(model_dir)
     vocab = Vocabulary.load(model_dir)
@@ -68,7 +69,7 @@ def load_model(model_dir):
         raise RnnLmError(f"{path} does not fit the model of {model_dir}/config.json "
                          f"({config.model.describe()}): {reason(e)}") from None
     _check_all_restored(path, model)
-    if _averaged_steps(path):
+    if averaged and _averaged_steps(path):
         # Averaged SGD: the model to use is the mean of the weights, kept beside the raw ones.
         tf.train.Checkpoint(averages=model.trainable_variables).read(path).expect_partial()
     return config, vocab, model

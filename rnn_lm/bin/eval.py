@@ -2,6 +2,7 @@
 
     rnn-lm-eval --model_dir=/tmp/lm                       # the corpus' test split
     rnn-lm-eval --model_dir=/tmp/lm --text_file=my.txt
+    rnn-lm-eval --model_dir=/tmp/lm --split=valid --noaveraged   # averaged SGD: the raw weights instead
     rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --per_sentence   # JSON lines
     rnn-lm-eval --saved_model=/tmp/lm/saved_model --text_file=test.txt    # the exported model itself
 """
@@ -25,6 +26,8 @@ flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when
 flags.DEFINE_integer("batch_size", 1, "Streams scored in parallel: 1 is exact, more are faster and "
                      "start each stream from a zero state.")
 flags.DEFINE_integer("num_steps", 35, "Tokens per window (does not change the result).")
+flags.DEFINE_boolean("averaged", True, "A model trained with averaged SGD (--average_start_epoch): score its "
+                     "averaged weights (--noaveraged: the raw weights of the last update).")
 flags.DEFINE_boolean("per_sentence", False, "With --text_file: one JSON line per input line, each scored "
                      "on its own from the start-of-sentence context (n-best rescoring), then the totals.")
 
@@ -48,7 +51,7 @@ def main(argv):
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.data.tokenizers import get_tokenizer
 
-    config, vocab, model = training.load_model(FLAGS.model_dir)
+    config, vocab, model = training.load_model(FLAGS.model_dir, averaged=FLAGS.averaged)
     if FLAGS.per_sentence:
         if not FLAGS.text_file:
             raise RnnLmError("--per_sentence needs --text_file")
