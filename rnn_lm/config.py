@@ -125,7 +125,7 @@ class TrainConfig:
     sample_tokens: int = 30
     sample_temperature: float = 0.8
     deterministic: bool = False  # TensorFlow's op determinism (same losses run after run)
-    jit_compile: bool = False  # XLA for the train step
+    jit_compile: bool = False  # XLA for the train step and the decoding step
     compute_dtype: str = "float32"  # --mixed_precision: bfloat16 or float16 (loss-scaled); loss and variables float32
 
     def validate(self):

@@ -346,7 +346,7 @@ class Trainer:
             step_counter=self.step, checkpoint_name="best")
         self.stop_signal = None
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
-        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level))
+        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level), jit_compile=t.jit_compile)
 
     def restore(self):
         """Resumes from the latest checkpoint, if any; returns its path or None."""

@@ -76,7 +76,8 @@ flags.DEFINE_integer("num_cpu_devices", 0, "--strategy=mirrored over this many l
 flags.DEFINE_string("tpu", "", "--strategy=tpu: the TPU's name or grpc:// address.")
 flags.DEFINE_boolean("deterministic", False, "TensorFlow's op determinism: with the same --seed, an "
                      "interrupted and resumed run repeats the uninterrupted run's losses (slower on GPUs).")
-flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (measure: it does not always pay).")
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step and the decoding step with XLA (measure: "
+                     "it does not always pay).")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, dropout and samples.")
 flags.DEFINE_integer("eval_batch_size", 1, "Streams when computing valid/test perplexity; 1 is exact, "
                      "more are faster.")
