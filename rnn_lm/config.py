@@ -14,7 +14,8 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("epoch", "plateau")
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
 CORPUS_NAMES = ("", "grammar", "ptb", "wikitext2", "wikitext103", "tinyshakespeare")
 CONFIG_FILE = "config.json"
@@ -146,8 +147,8 @@ class TrainConfig:
     sample_tokens: int = 30
     sample_temperature: float = 0.8
     deterministic: bool = False  # TensorFlow's op determinism (same losses run after run)
-    jit_compile: bool = False  # XLA for the train step
-    compute_dtype: str = "float32"  # "bfloat16": mixed precision, loss and variables float32
+    jit_compile: bool = False  # XLA for the train step and the decoding step
+    compute_dtype: str = "float32"  # --mixed_precision: bfloat16 or float16 (loss-scaled); loss and variables float32
 
     def validate(self):
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
@@ -166,7 +167,7 @@ class TrainConfig:
             raise RnnLmError(f"--plateau_threshold must be in [0, 1), got {self.plateau_threshold}")
         if self.weight_decay < 0:
             raise RnnLmError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        _choice("mixed_precision", self.compute_dtype, COMPUTE_DTYPES)
         _choice("nan_policy", self.nan_policy, NAN_POLICIES)
         _positive("max_nonfinite_steps", self.max_nonfinite_steps)
         if self.save_every_secs < 0:
@@ -183,15 +184,37 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """Where the train step runs (``rnn_lm.distribute``). Any run may resume under another strategy."""
+    strategy: str = "default"  # default (one device), mirrored, multi_worker (TF_CONFIG), tpu
+    num_cpu_devices: int = 0  # mirrored: split the CPU into this many logical devices (testing); 0: the GPUs
+    tpu: str = ""  # tpu: the TPU's name or grpc:// address; empty: the TPU cluster resolver's default
+
+    def validate(self):
+        _choice("strategy", self.strategy, STRATEGIES)
+        if self.num_cpu_devices < 0:
+            raise RnnLmError(f"--num_cpu_devices must be >= 0, got {self.num_cpu_devices}")
+        if self.num_cpu_devices and self.strategy != "mirrored":
+            raise RnnLmError("--num_cpu_devices is for --strategy=mirrored")
+        if self.tpu and self.strategy != "tpu":
+            raise RnnLmError("--tpu is for --strategy=tpu")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    distribute: DistributeConfig = DistributeConfig()
 
     def validate(self):
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.distribute.validate()
+        if self.distribute.strategy == "multi_worker" and self.data.stream_train:
+            raise RnnLmError("--stream_train with --strategy=multi_worker is not supported yet "
+                             "(every worker would encode train.ids into the same folder)")
         return self
 
     def replace(self, **parts):
@@ -204,7 +227,8 @@ class Config:
     def from_dict(cls, d):
         try:
             return cls(model=ModelConfig(**d["model"]), data=DataConfig(**d["data"]),
-                       train=TrainConfig(**d["train"]))
+                       train=TrainConfig(**d["train"]),
+                       distribute=DistributeConfig(**d.get("distribute", {})))  # absent before strategies
         except (KeyError, TypeError) as e:
             raise RnnLmError(f"config is not an rnn_lm config ({e})") from None
 

@@ -10,7 +10,9 @@ batch may have prompts of different lengths).  Then, until ``<eos>`` or
 
 Every loop is a ``tf.while_loop``, so a whole generation is one graph call,
 and the decoding parameters may be Python numbers or scalar tensors (a
-SavedModel signature passes tensors).
+SavedModel signature passes tensors).  ``step`` (default ``model.step``) is
+the one-token model call; ``xla_step(model)`` is the same compiled with XLA
+(the loops themselves stay uncompiled: their output length is a tensor).
 """
 
 import numpy as np
@@ -22,19 +24,25 @@ def _where_state(mask, new, old):
     return tf.nest.map_structure(lambda n, o: tf.where(mask[:, None], n, o), new, old)
 
 
-def prime(model, prompt_ids, prompt_lengths, fused=None):
+def xla_step(model):
+    """``model.step`` compiled with XLA: pass it as ``step`` to the functions below."""
+    return tf.function(model.step, jit_compile=True)
+
+
+def prime(model, prompt_ids, prompt_lengths, fused=None, step=None):
     """Feeds each row's prompt through ``model``; returns (last logits [B, V], state).
 
     prompt_ids [B, P] int32 (padded on the right), prompt_lengths [B] >= 1.
     ``fused``: ``model.fuse()``, if the caller already has it.
     """
     fused = fused or model.fuse()
+    step = step or model.step
     batch = tf.shape(prompt_ids)[0]
     state = model.zero_state(batch)
     logits = tf.zeros([batch, model.config.vocab_size])
 
     def body(t, logits, state):
-        step_logits, step_state = model.step(prompt_ids[:, t], state, fused)
+        step_logits, step_state = step(prompt_ids[:, t], state, fused)
         live = t < prompt_lengths
         return t + 1, tf.where(live[:, None], step_logits, logits), _where_state(live, step_state, state)
 
@@ -99,7 +107,8 @@ def choose(logits, temperature, top_k, top_p, seed):
     return tf.minimum(token, tf.shape(logits)[-1] - 1)
 
 
-def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id, top_k=0, top_p=1.0):
+def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id, top_k=0, top_p=1.0,
+           step=None):
     """Continues each prompt; returns (ids [B, max_tokens], lengths [B]).
 
     ``lengths`` counts the tokens produced, the final ``<eos>`` included;
@@ -110,7 +119,8 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     stateless seed (seed, t).
     """
     fused = model.fuse()  # once for the whole generation
-    logits, state = prime(model, prompt_ids, prompt_lengths, fused)
+    step = step or model.step
+    logits, state = prime(model, prompt_ids, prompt_lengths, fused, step)
     batch = tf.shape(prompt_ids)[0]
     temperature = tf.cast(temperature, tf.float32)
     seed = tf.cast(seed, tf.int64)
@@ -121,7 +131,7 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
         token = tf.where(finished, eos_id, token)
         lengths += tf.cast(~finished, tf.int32)
         finished |= token == eos_id
-        logits, state = model.step(token, state, fused)
+        logits, state = step(token, state, fused)
         return t + 1, logits, state, finished, lengths, out.write(t, token)
 
     def cond(t, logits, state, finished, *_):
@@ -136,7 +146,8 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     return ids, lengths
 
 
-def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_id, length_penalty=0.0):
+def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_id, length_penalty=0.0,
+                step=None):
     """The ``beam_width`` best continuations of each prompt, best first.
 
     Returns (ids [B, K, max_tokens] int32, lengths [B, K] int32, scores [B, K]
@@ -155,7 +166,8 @@ def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_i
     """
     k, vocab = beam_width, model.config.vocab_size
     fused = model.fuse()
-    logits, state = prime(model, prompt_ids, prompt_lengths, fused)
+    step = step or model.step
+    logits, state = prime(model, prompt_ids, prompt_lengths, fused, step)
     batch = tf.shape(prompt_ids)[0]
     max_tokens = tf.cast(max_tokens, tf.int32)
     alpha = tf.cast(length_penalty, tf.float32)
@@ -187,7 +199,7 @@ def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_i
         ids = tf.where(tf.range(max_tokens) == t, token[..., None], ids)  # [B, K, max_tokens]
         rows = tf.reshape(offsets + beam, [-1])
         state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
-        logits, state = model.step(tf.reshape(token, [-1]), state, fused)
+        logits, state = step(tf.reshape(token, [-1]), state, fused)
         return t + 1, logits, state, sums, lengths, finished, ids
 
     def cond(t, logits, state, sums, lengths, finished, ids):

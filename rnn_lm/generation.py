@@ -13,16 +13,18 @@ from rnn_lm import decoding
 class Generator:
     """Continues prompts with a model and its vocabulary; each call is one graph call."""
 
-    def __init__(self, model, vocab, tokenizer):
+    def __init__(self, model, vocab, tokenizer, jit_compile=False):
+        """``jit_compile``: each token's model call compiled with XLA."""
         self.model = model
         self.vocab = vocab
         self.tokenizer = tokenizer
         eos = vocab.eos_id
+        step = self._step = decoding.xla_step(model) if jit_compile else None
         self._sample = tf.function(
             lambda ids, lengths, n, temperature, top_k, top_p, seed: decoding.sample(
-                model, ids, lengths, n, temperature, seed, eos, top_k=top_k, top_p=top_p))
+                model, ids, lengths, n, temperature, seed, eos, top_k=top_k, top_p=top_p, step=step))
         self._beam = {}  # beam width -> tf.function (the width sets shapes)
-        self._prime = tf.function(lambda ids, lengths: decoding.prime(model, ids, lengths))
+        self._prime = tf.function(lambda ids, lengths: decoding.prime(model, ids, lengths, step=step))
         self._next = tf.function(self._next_token)
 
     def encode_prompts(self, prompts):
@@ -53,7 +55,7 @@ class Generator:
         """The best ``beam_width`` continuations of each prompt: a list (per prompt) of (text, score)."""
         if beam_width not in self._beam:
             self._beam[beam_width] = tf.function(lambda ids, lengths, n, alpha: decoding.beam_search(
-                self.model, ids, lengths, n, beam_width, self.vocab.eos_id, length_penalty=alpha))
+                self.model, ids, lengths, n, beam_width, self.vocab.eos_id, length_penalty=alpha, step=self._step))
         ids, lengths, _ = self.encode_prompts(prompts)
         out, n, scores = self._beam[beam_width](ids, lengths, tf.constant(max_tokens),
                                                 tf.constant(length_penalty, tf.float32))
@@ -62,7 +64,7 @@ class Generator:
 
     def _next_token(self, logits, state, temperature, top_k, top_p, seed):
         token = decoding.choose(logits, temperature, top_k, top_p, seed)
-        logits, state = self.model.step(token, state)
+        logits, state = (self._step or self.model.step)(token, state, self.model.fuse())
         return token, logits, state
 
     def stream(self, prompt, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):

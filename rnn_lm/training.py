@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from rnn_lm import analysis
+from rnn_lm import distribute
 from rnn_lm import export as export_lib
 from rnn_lm import losses
 from rnn_lm.config import Config
@@ -153,14 +154,14 @@ class TrainStep:
     benchmark drives it directly).
     """
 
-    def __init__(self, model, optimizer, batch_size, max_grad_norm, seed=0, jit_compile=False,
+    def __init__(self, model, optimizer, batch_size, max_grad_norm, seed=0, jit_compile=False, step=None,
                  weight_decay=0.0):
         self.model = model
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
         self.weight_decay = weight_decay
         self.seed = seed
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step") if step is None else step
         # The state carried from one window to the next, kept in variables so
         # that it stays in the graph and goes into the checkpoint.
         self._state_structure = model.zero_state(batch_size)
@@ -178,18 +179,25 @@ class TrainStep:
         with tf.GradientTape() as tape:
             logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)  # [B, T, V]
             loss = losses.sequence_cross_entropy(logits, targets)
+            scaled_loss = self._scale(loss)
         variables = self.model.trainable_variables
-        grads = [sum_duplicates(g) for g in tape.gradient(loss, variables)]
+        grads = [sum_duplicates(g) for g in tape.gradient(scaled_loss, variables)]
+        return self._clip_and_apply(loss, grads, new_state)
+
+    def _clip_and_apply(self, loss, grads, new_state):
+        """Clips ``grads`` (of the scaled loss) by their global norm, applies them and carries ``new_state``."""
+        variables = self.model.trainable_variables
         if self.weight_decay:
-            # The gradient of the L2 penalty (weight_decay / 2) |w|^2, before clipping; the
-            # reported loss stays the cross entropy. (A sparse embedding gradient becomes dense.)
-            grads = [tf.convert_to_tensor(g) + self.weight_decay * v for g, v in zip(grads, variables)]
+            # The gradient of the L2 penalty (weight_decay / 2) |w|^2 (scaled as the loss' is), before
+            # clipping; the reported loss stays the cross entropy. (A sparse embedding gradient becomes dense.)
+            grads = [tf.convert_to_tensor(g) + self._scale(self.weight_decay * v) for g, v in zip(grads, variables)]
         grad_norm = tf.linalg.global_norm(grads)
         if self.max_grad_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=grad_norm)
+            grads, _ = tf.clip_by_global_norm(grads, self._scale(self.max_grad_norm), use_norm=grad_norm)
+        grad_norm = self._unscale(grad_norm)
 
         def update():
-            self.optimizer.apply_gradients(zip(grads, variables))
+            self._apply_gradients(grads, variables)
             # The next window starts from this final state; it enters the next
             # call as a plain value, so no gradient flows back across the edge.
             for var, value in zip(self.carried_state, tf.nest.flatten(new_state)):
@@ -198,15 +206,118 @@ class TrainStep:
 
         # A non-finite loss or gradient changes nothing: no update, no new state.
         finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
-        applied = tf.cond(finite, update, lambda: tf.constant(False))
+        applied = tf.cond(finite, update, self._skip)
         self.step.assign_add(1)
         clipped = grad_norm > self.max_grad_norm if self.max_grad_norm > 0 else tf.constant(False)
         return {"loss": loss, "grad_norm": grad_norm, "applied": applied, "clipped": clipped}
+
+    def _apply_gradients(self, grads, variables):
+        self.optimizer.apply_gradients(zip(grads, variables))
+
+    # float16 mixed precision: the loss is multiplied by the optimizer's
+    # dynamic loss scale before differentiation, so that small gradients do
+    # not underflow in float16; the norm is that of the true gradient, and
+    # clipping happens in the scaled space (the same factor).  Without a loss
+    # scale these are the identity and the graph is the plain one.
+
+    @property
+    def _loss_scaled(self):
+        return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def _scale(self, x):
+        return self.optimizer.scale_loss(x) if self._loss_scaled else x
+
+    def _unscale(self, x):
+        return x / self.optimizer.dynamic_scale if self._loss_scaled else x
+
+    def _skip(self):
+        """A non-finite loss or gradient: no update, no new state.
+
+        With a loss scale, a non-finite gradient is (usually) the scaled
+        gradient overflowing float16: halve the scale, as LossScaleOptimizer does.
+        """
+        if self._loss_scaled:
+            self.optimizer.step_counter.assign(0)
+            self.optimizer.dynamic_scale.assign(self.optimizer.dynamic_scale * 0.5)
+        return tf.constant(False)
 
     def reset_state(self):
         """h_(0) = 0, at the start of each epoch."""
         for var in self.carried_state:
             var.assign(tf.zeros_like(var))
+
+
+class DistributedTrainStep(TrainStep):
+    """``TrainStep`` under a tf.distribute strategy (the model and optimizer built in its scope).
+
+    Each replica runs the model on its rows of the global batch (see
+    ``rnn_lm.distribute``), from its rows of the carried [B, H] state; its
+    loss is the mean over its tokens divided by the number of replicas, so
+    that the all-reduced (summed) loss and gradient are the global batch's
+    mean and its gradient, as on one device.  Clipping needs the norm of that
+    summed gradient, so the gradients are all-reduced here, before clipping,
+    and the optimizer applies them as they are.  The replicas' final states
+    are all-gathered into the [B, H] variables, in replica order = row order.
+    """
+
+    def __init__(self, model, optimizer, batch_size, max_grad_norm, seed=0, jit_compile=False, strategy=None,
+                 weight_decay=0.0):
+        self.strategy = strategy or tf.distribute.get_strategy()
+        distribute.check_global_batch(batch_size, self.strategy.num_replicas_in_sync)
+        # The step counter stays one plain variable that Python can read (int(step));
+        # the carried state gets a copy per replica.
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        with self.strategy.scope():
+            super().__init__(model, optimizer, batch_size, max_grad_norm, seed, step=step,
+                             weight_decay=weight_decay)
+        inner = optimizer.inner_optimizer if self._loss_scaled else optimizer
+        if not hasattr(inner, "_all_reduce_sum_gradients"):
+            raise RnnLmError(f"this Keras version's {type(inner).__name__} cannot apply gradients that "
+                             "are already all-reduced; --strategy needs Keras 3's TensorFlow optimizer")
+        # Keras 3 optimizers all-reduce (sum) gradients in apply_gradients under
+        # a strategy and have no switch for gradients that already are (Keras 2's
+        # experimental_aggregate_gradients=False): ours are, so that path is the identity.
+        inner._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+        self._gradients = (tf.function(self._replica_gradients, jit_compile=True) if jit_compile
+                           else self._replica_gradients)
+        self._step_fn = tf.function(self._distributed_step)
+
+    def __call__(self, inputs, targets):
+        """inputs, targets: distributed values (``rnn_lm.distribute.distribute_windows``)."""
+        return self._step_fn(inputs, targets)
+
+    def _replica_gradients(self, inputs, targets, state, dropout_seed):
+        """One replica's forward and backward pass (no collective: XLA can compile it)."""
+        with tf.GradientTape() as tape:
+            logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)
+            loss = losses.sequence_cross_entropy(logits, targets) / self.strategy.num_replicas_in_sync
+            scaled_loss = self._scale(loss)
+        variables = self.model.trainable_variables
+        return loss, tape.gradient(scaled_loss, variables), tf.nest.flatten(new_state)
+
+    def _replica_step(self, inputs, targets):
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group
+        rows = inputs.shape[0]  # B / R
+        state = [v.read_value()[replica * rows:(replica + 1) * rows] for v in self.carried_state]
+        state = tf.nest.pack_sequence_as(self._state_structure, state)
+        # Each replica draws its own dropout masks (a run with dropout differs from one device's).
+        dropout_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(self.seed, tf.int64), self.step]), replica)
+        loss, grads, new_state = self._gradients(inputs, targets, state, dropout_seed)
+        loss, grads = context.all_reduce(tf.distribute.ReduceOp.SUM, (loss, grads))
+        grads = [sum_duplicates(g) for g in grads]  # the replicas' embedding rows overlap
+        return loss, grads, [context.all_gather(s, axis=0) for s in new_state]  # [B, H], rows in replica order
+
+    def _distributed_step(self, inputs, targets):
+        loss, grads, new_state = self.strategy.run(self._replica_step, args=(inputs, targets))
+        # All-reduced and all-gathered: every replica holds the same values; take this worker's first.
+        first = lambda value: self.strategy.experimental_local_results(value)[0]
+        return self._clip_and_apply(first(loss), [first(g) for g in grads], [first(s) for s in new_state])
+
+    def _apply_gradients(self, grads, variables):
+        # The optimizer updates each replica's copy of the variables in replica context.
+        self.strategy.run(lambda *grads: self.optimizer.apply_gradients(zip(grads, variables)), args=tuple(grads))
 
 
 class WeightAverage:
@@ -248,19 +359,34 @@ class WeightAverage:
 class Trainer:
     """Owns the model, optimizer, carried state and checkpoint of one model directory."""
 
-    def __init__(self, config, model_dir, vocab):
+    def __init__(self, config, model_dir, vocab, write_dir=None, strategy=None):
+        """``strategy``: a tf.distribute strategy to train under (``rnn_lm.distribute``).
+
+        ``write_dir``: where checkpoints and logs are written when not in
+        ``model_dir`` (a multi-worker run's workers other than the chief).
+        """
         self.config = config
         self.model_dir = model_dir
+        self.write_dir = write_dir or model_dir
         self.vocab = vocab
+        self.strategy = strategy or tf.distribute.get_strategy()
         t = config.train
         keras.utils.set_random_seed(t.seed)
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.model = RNNLanguageModel(config.model, compute_dtype=t.compute_dtype)
-        self.optimizer = make_optimizer(t)
-        self.optimizer.build(self.model.trainable_variables)
-        self.train_step = TrainStep(self.model, self.optimizer, t.batch_size, t.max_grad_norm, t.seed,
-                                    t.jit_compile, t.weight_decay)
+        with self.strategy.scope():  # under a strategy: a copy of each variable per replica
+            self.model = RNNLanguageModel(config.model, compute_dtype=t.compute_dtype)
+            self.optimizer = make_optimizer(t)
+            if t.compute_dtype == "float16":  # dynamic loss scaling, so that small gradients do not underflow
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
+        if distribute.is_default(self.strategy):
+            self.train_step = TrainStep(self.model, self.optimizer, t.batch_size, t.max_grad_norm, t.seed,
+                                        t.jit_compile, weight_decay=t.weight_decay)
+        else:
+            self.train_step = DistributedTrainStep(self.model, self.optimizer, t.batch_size, t.max_grad_norm,
+                                                   t.seed, t.jit_compile, strategy=self.strategy,
+                                                   weight_decay=t.weight_decay)
         self.step = self.train_step.step
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Data position: windows of the current epoch already trained on.
@@ -280,21 +406,28 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
             window=self.window, carried_state=self.train_step.carried_state, **extra)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
+            self.checkpoint, os.path.join(self.write_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
             step_counter=self.step, checkpoint_name="ckpt")
         # The checkpoint of the best validation perplexity so far, kept apart.
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR, "best"), max_to_keep=1,
+            self.checkpoint, os.path.join(self.write_dir, CHECKPOINT_DIR, "best"), max_to_keep=1,
             step_counter=self.step, checkpoint_name="best")
         self.stop_signal = None
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
-        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level))
+        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level), jit_compile=t.jit_compile)
 
     def restore(self):
         """Resumes from the latest checkpoint, if any; returns its path or None."""
         path = self.manager.latest_checkpoint
+        if self.write_dir != self.model_dir:  # a worker that is not the chief resumes from the chief's
+            path = tf.train.latest_checkpoint(os.path.join(self.model_dir, CHECKPOINT_DIR))
         if path:
-            self.checkpoint.restore(path).assert_consumed()
+            try:
+                self.checkpoint.restore(path).assert_consumed()
+            except AssertionError as e:  # the model was checked before: the optimizer differs
+                raise RnnLmError(f"{path} does not fit this run's optimizer ({reason(e)[:200]}); resume with the "
+                                 "--optimizer and --mixed_precision it was trained with (float16 adds a loss "
+                                 "scale)") from None
             _check_all_restored(path, self.model)
         return path
 
@@ -353,8 +486,8 @@ class Trainer:
         t = self.config.train
         tokens_per_step = t.batch_size * t.num_steps
         windows_per_epoch = pipeline.num_train_windows(len(corpus.train), t.batch_size, t.num_steps)
-        train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "train"))
-        valid_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR, "valid"))
+        train_writer = tf.summary.create_file_writer(os.path.join(self.write_dir, LOG_DIR, "train"))
+        valid_writer = tf.summary.create_file_writer(os.path.join(self.write_dir, LOG_DIR, "valid"))
         self._last_save = (int(self.step), time.monotonic())
         timed_tokens, timed_secs = 0, 0.0
         validated_at = None
@@ -374,7 +507,10 @@ class Trainer:
             since_log = clipped_since_log = 0
             windows = (pipeline.token_file_windows if isinstance(corpus.train, corpus_lib.TokenFile)
                        else pipeline.train_windows)
-            for inputs, targets in windows(corpus.train, t.batch_size, t.num_steps, int(self.window)):
+            windows = windows(corpus.train, t.batch_size, t.num_steps, int(self.window))
+            if isinstance(self.train_step, DistributedTrainStep):
+                windows = distribute.distribute_windows(self.strategy, windows, t.batch_size)
+            for inputs, targets in windows:
                 metrics = self.train_step(inputs, targets)
                 self.window.assign_add(1)
                 step = int(self.step)
@@ -498,10 +634,12 @@ def train(config, model_dir, export=True, prepared=None):
     ``prepared`` if already called).  Returns a TrainResult.
     """
     config, corpus = prepared or prepare(config, model_dir)
+    strategy = distribute.make_strategy(config.distribute)  # before anything initialises TensorFlow's devices
+    worker_dir = distribute.worker_dir(strategy)  # None: this process writes model_dir
     try:
         os.makedirs(model_dir, exist_ok=True)
-        config.save(model_dir)
-        corpus.vocab.save(model_dir)
+        config.save(worker_dir or model_dir)
+        corpus.vocab.save(worker_dir or model_dir)
         if isinstance(corpus.train, corpus_lib.TokenFile):
             corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
     except OSError as e:
@@ -518,12 +656,18 @@ def train(config, model_dir, export=True, prepared=None):
     logging.info("model: %s; unigram (no context) valid perplexity %.2f",
                  config.model.describe(), result.unigram_valid_perplexity)
 
-    trainer = Trainer(config, model_dir, corpus.vocab)
+    if config.distribute.strategy != "default":
+        logging.info("--strategy=%s: %d replicas, %d streams each", config.distribute.strategy,
+                     strategy.num_replicas_in_sync, config.train.batch_size // strategy.num_replicas_in_sync)
+    trainer = Trainer(config, model_dir, corpus.vocab, write_dir=worker_dir, strategy=strategy)
     resumed = trainer.restore()
     if resumed:
         logging.info("resumed from %s (epoch %d, step %d, window %d)", resumed, int(trainer.epoch) + 1,
                      int(trainer.step), int(trainer.window))
-    trainer.fit(corpus, result)
+    try:
+        trainer.fit(corpus, result)
+    finally:
+        distribute.remove_worker_dir(worker_dir)
     if result.interrupted:
         return result  # evaluation and export wait for the resumed run
 
@@ -535,7 +679,7 @@ def train(config, model_dir, export=True, prepared=None):
                                             config.train.sample_temperature)
         logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
                      result.valid_perplexity, result.test_perplexity, result.final_step)
-        if export:
+        if export and worker_dir is None:
             path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
                                                  os.path.join(model_dir, SAVED_MODEL_DIR))
             logging.info("SavedModel written to %s", path)

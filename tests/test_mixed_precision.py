@@ -1,4 +1,6 @@
-"""bfloat16 mixed precision: the same model to bfloat16 accuracy, float32 where it matters."""
+"""Mixed precision (bfloat16, and float16 with loss scaling): float32 accuracy where it matters."""
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -51,3 +53,59 @@ def test_bfloat16_train_step_gives_float32_gradients_close_to_float32():
     # After one SGD step with the same gradients (to bfloat16 accuracy) the weights agree too.
     for a, b in zip(full.trainable_variables, mixed.trainable_variables):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-2)
+
+
+# float16: Keras' LossScaleOptimizer scales the loss (dynamically) so that small
+# gradients do not underflow; float16 keeps 11 significant bits (about 3 digits).
+
+def float16_twins():
+    keras.utils.set_random_seed(1)
+    full = RNNLanguageModel(ModelConfig(cell="lstm", **CONFIG))
+    half = RNNLanguageModel(ModelConfig(cell="lstm", **CONFIG), compute_dtype="float16")
+    for a, b in zip(full.variables, half.variables, strict=True):
+        b.assign(a)
+    return full, half
+
+
+def test_float16_loss_scaled_train_step_matches_float32():
+    full, half = float16_twins()
+    ids = tf.constant(np.random.default_rng(2).integers(0, 40, (4, 6)), tf.int32)
+    step32 = training.TrainStep(full, keras.optimizers.SGD(1.0), batch_size=4, max_grad_norm=0.1)
+    step16 = training.TrainStep(half, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
+                                batch_size=4, max_grad_norm=0.1)
+    m32, m16 = step32(ids, ids), step16(ids, ids)
+    assert bool(m16["applied"]) and bool(m16["clipped"]) == bool(m32["clipped"])
+    assert float(step16.optimizer.dynamic_scale) == 2.0 ** 15  # Keras' initial scale, kept after a finite step
+    assert float(m16["loss"]) == pytest.approx(float(m32["loss"]), rel=2e-3)
+    # The norm reported is the true gradient's, not the scaled one's.
+    assert float(m16["grad_norm"]) == pytest.approx(float(m32["grad_norm"]), rel=1e-2)
+    for a, b in zip(full.trainable_variables, half.trainable_variables):  # clipped to 0.1: same update
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-4)
+
+
+def test_float16_overflow_skips_the_step_and_halves_the_loss_scale():
+    _, half = float16_twins()
+    step = training.TrainStep(half, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
+                              batch_size=4, max_grad_norm=0.25)
+    step.optimizer.dynamic_scale.assign(2.0 ** 60)  # scaled gradients beyond float16's 65504
+    before = [v.numpy() for v in half.trainable_variables]
+    ids = tf.constant(np.random.default_rng(3).integers(0, 40, (4, 6)), tf.int32)
+    metrics = step(ids, ids)
+    assert not bool(metrics["applied"])
+    assert float(step.optimizer.dynamic_scale) == 2.0 ** 59
+    for b, v in zip(before, half.trainable_variables):
+        np.testing.assert_array_equal(v.numpy(), b)
+    assert all(not np.any(s.numpy()) for s in step.carried_state)  # the state did not advance either
+
+
+def test_float16_run_checkpoints_its_loss_scale_and_resumes_exactly(tmp_path):
+    from test_training import tiny_config, write_corpus
+    data = write_corpus(tmp_path / "data", (20, 3, 3))
+    cfg = tiny_config(data, max_steps=4, compute_dtype="float16", deterministic=True, num_steps=5)
+    whole = training.train(cfg, str(tmp_path / "a"), export=False)
+    first = training.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=2)),
+                           str(tmp_path / "b"), export=False)
+    names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(tmp_path / "b" / "checkpoints")))]
+    assert any("dynamic_scale" in n for n in names), names
+    rest = training.train(cfg, str(tmp_path / "b"), export=False)
+    assert {**first.step_losses, **rest.step_losses} == whole.step_losses  # bit for bit on CPU

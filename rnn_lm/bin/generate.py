@@ -36,6 +36,7 @@ flags.DEFINE_integer("num_samples", 1, "Continuations per prompt (sampled; with 
 flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed gives the same text.")
 flags.DEFINE_boolean("json", False, "One JSON object a line instead of text.")
 flags.DEFINE_boolean("interactive", False, "Read prompts at a '> ' prompt and print tokens as they come.")
+flags.DEFINE_boolean("jit_compile", False, "Compile each token's model call with XLA (--model_dir only).")
 flags.DEFINE_boolean("timing", False, "Also print the generation speed (ms per generated token, after an "
                      "untimed first call that builds the graph) to stderr.")
 
@@ -87,7 +88,7 @@ def main(argv):
 
     config, vocab, model = training.load_model(FLAGS.model_dir)
     tokenizer = get_tokenizer(config.data.level)
-    generator = Generator(model, vocab, tokenizer)
+    generator = Generator(model, vocab, tokenizer, jit_compile=FLAGS.jit_compile)
     if FLAGS.interactive:
         return interact(generator, tokenizer.separator)
     prompts = read_prompts()

@@ -77,12 +77,22 @@ flags.DEFINE_integer("average_start_epoch", 0, "Averaged SGD: from this epoch (1
                      "the weights after every update; validation, test, samples and the export use it. 0: off.")
 flags.DEFINE_float("max_grad_norm", 0.25, "Clip gradients to this global norm (of the time-averaged cost's "
                    "gradient); 0: no clipping.")
-flags.DEFINE_enum("compute_dtype", "float32", config_lib.COMPUTE_DTYPES, "bfloat16: mixed precision "
-                  "(cells and softmax product in bfloat16; variables, state and loss in float32). Pays only "
-                  "on CPUs with native bfloat16 (AVX512_BF16, AMX) or GPUs.")
+flags.DEFINE_enum("mixed_precision", "float32", config_lib.COMPUTE_DTYPES, "Mixed precision (Keras' "
+                  "mixed_bfloat16 / mixed_float16): cells and softmax product in 16 bits; variables, state, "
+                  "softmax and loss in float32; float16 with dynamic loss scaling. Pays only on GPUs and CPUs "
+                  "with native bfloat16 (AVX512_BF16, AMX).")
+flags.DEFINE_alias("compute_dtype", "mixed_precision")
+# Distribution.
+flags.DEFINE_enum("strategy", "default", config_lib.STRATEGIES, "tf.distribute strategy: one device; "
+                  "mirrored (all local GPUs, or --num_cpu_devices); multi_worker (the cluster in TF_CONFIG); "
+                  "tpu (--tpu). --batch_size is the global batch, split over the replicas.")
+flags.DEFINE_integer("num_cpu_devices", 0, "--strategy=mirrored over this many logical CPU devices "
+                     "(for testing); 0: the local GPUs.")
+flags.DEFINE_string("tpu", "", "--strategy=tpu: the TPU's name or grpc:// address.")
 flags.DEFINE_boolean("deterministic", False, "TensorFlow's op determinism: with the same --seed, an "
                      "interrupted and resumed run repeats the uninterrupted run's losses (slower on GPUs).")
-flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (measure: it does not always pay).")
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step and the decoding step with XLA (measure: "
+                     "it does not always pay).")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, dropout and samples.")
 flags.DEFINE_integer("eval_batch_size", 1, "Streams when computing valid/test perplexity; 1 is exact, "
                      "more are faster.")
@@ -122,7 +132,9 @@ def config_from_flags():
             save_every_steps=f.save_every_steps, save_every_secs=f.save_every_secs,
             nan_policy=f.nan_policy, max_nonfinite_steps=f.max_nonfinite_steps, keep_checkpoints=f.keep_checkpoints,
             sample_tokens=f.sample_tokens, sample_temperature=f.sample_temperature,
-            jit_compile=f.jit_compile, compute_dtype=f.compute_dtype, deterministic=f.deterministic))
+            jit_compile=f.jit_compile, compute_dtype=f.mixed_precision, deterministic=f.deterministic),
+        distribute=config_lib.DistributeConfig(
+            strategy=f.strategy, num_cpu_devices=f.num_cpu_devices, tpu=f.tpu))
 
 
 def main(argv):
