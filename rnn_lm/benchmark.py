@@ -8,6 +8,7 @@ embedding = hidden = H, batch B, window T):
     rnn_lm_xla   the same with jit_compile=True
     rnn_lm_bf16  the same with bfloat16 mixed precision (cells and softmax
                  product in bfloat16, variables, state and loss in float32)
+    rnn_lm_fp16  the same with float16 and dynamic loss scaling
     keras        Embedding -> 2 x keras.layers.LSTM / GRU(reset_after=False) /
                  SimpleRNN -> Dense -> mean sparse cross entropy -> tape ->
                  clip_by_global_norm -> SGD, final state carried into the next
@@ -71,7 +72,8 @@ INIT_SCALE = 0.1
 # Pause when switching between TensorFlow and PyTorch: the other runtime's
 # spinning worker threads otherwise slow the next variant (measured ~20 %).
 RUNTIME_SWITCH_PAUSE_S = 0.25
-TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "keras", "torch", "softmax")
+TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "keras", "torch", "softmax")
+MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
 
@@ -235,10 +237,12 @@ def cpu_has_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def make_rnn_lm_step(model, size, jit_compile=False):
-    """rnn_lm's real train step (``training.TrainStep``) with SGD on ``model``."""
-    return training.TrainStep(model, _built_sgd(model.trainable_variables), size.batch_size, MAX_GRAD_NORM,
-                              jit_compile=jit_compile)
+def make_rnn_lm_step(model, size, jit_compile=False, loss_scale=False):
+    """rnn_lm's real train step (``training.TrainStep``) with SGD on ``model`` (loss-scaled for float16)."""
+    optimizer = _built_sgd(model.trainable_variables)
+    if loss_scale:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return training.TrainStep(model, optimizer, size.batch_size, MAX_GRAD_NORM, jit_compile=jit_compile)
 
 
 class KerasLM(keras.Model):
@@ -493,9 +497,9 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         elif variant == "softmax":
             fns[variant] = _tf_step_fn(SoftmaxOnlyStep(make_rnn_lm(cell, size, seed)), batches)
         else:
-            dtype = "bfloat16" if variant == "rnn_lm_bf16" else "float32"
+            dtype = MIXED_PRECISION.get(variant, "float32")
             step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype), size,
-                                    jit_compile=variant == "rnn_lm_xla")
+                                    jit_compile=variant == "rnn_lm_xla", loss_scale=dtype == "float16")
             fns[variant] = _tf_step_fn(step, batches)
     # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
     # TensorFlow's kernel cache, and the next call of an already warm step

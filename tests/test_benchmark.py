@@ -98,13 +98,17 @@ def test_binary_end_to_end_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = _run_binary("--configs=tiny", "--cells=gru", "--rounds=2", "--steps_per_round=1", "--warmup=0",
                        "--jit=off", "--torch=off", "--generate_tokens=3", "--generate_batch_sizes=1,2",
-                       "--peak_size=64", f"--json_out={out}")
+                       "--bfloat16=on", "--float16=on", "--peak_size=64", f"--json_out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tokens/s" in proc.stdout and "ms/token" in proc.stdout
     results = json.loads(out.read_text())
     assert {"machine", "settings", "matmul_peak", "train", "generate", "max_rss_mb", "notes"} <= set(results)
     assert results["matmul_peak"]["gflops"]["median"] > 0
-    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "keras", "softmax"]
+    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "rnn_lm_bf16", "rnn_lm_fp16", "keras", "softmax"]
+    # Same weights and batches: the 16-bit steps' last loss is float32's to 16-bit accuracy.
+    final = {r["variant"]: r["final_loss"] for r in results["train"]}
+    for variant in ("rnn_lm_bf16", "rnn_lm_fp16"):
+        assert abs(final[variant] - final["rnn_lm"]) < 0.02 * final["rnn_lm"], (variant, final)
     assert "where rnn_lm's step goes" in proc.stdout
     for row in results["train"]:
         assert row["flops_per_step"] == (3 * 16 * 800 if row["variant"] == "softmax" else 112_128)

@@ -28,6 +28,8 @@ flags.DEFINE_list("jit", ["off", "on"], "Which of rnn_lm's train steps to time: 
 flags.DEFINE_enum("torch", "auto", ["auto", "off"], "auto: include PyTorch when it imports.")
 flags.DEFINE_enum("bfloat16", "auto", ["auto", "on", "off"], "rnn_lm with bfloat16 mixed precision; "
                   "auto: only where the CPU has native bfloat16 (AVX512_BF16 or AMX).")
+flags.DEFINE_enum("float16", "off", ["on", "off"], "rnn_lm with float16 mixed precision and dynamic loss "
+                  "scaling (pays on GPUs; a CPU emulates it).")
 flags.DEFINE_boolean("profile", True, "Also time the step without the recurrence (embedding, softmax, loss, "
                      "update): the full step's time minus it is the recurrence's share.")
 flags.DEFINE_integer("rounds", 6, "Interleaved rounds (order reversed every other round).")
@@ -54,6 +56,8 @@ def settings_from_flags(benchmark):
     variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit))
     if f.bfloat16 == "on" or (f.bfloat16 == "auto" and benchmark.cpu_has_bf16()):
         variants += ("rnn_lm_bf16",)
+    if f.float16 == "on":
+        variants += ("rnn_lm_fp16",)
     variants += ("keras",)
     if f.torch == "auto":
         variants += ("torch",)
