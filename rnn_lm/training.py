@@ -636,18 +636,18 @@ def train(config, model_dir, export=True, prepared=None):
     config, corpus = prepared or prepare(config, model_dir)
     strategy = distribute.make_strategy(config.distribute)  # before anything initialises TensorFlow's devices
     worker_dir = distribute.worker_dir(strategy)  # None: this process writes model_dir
+    streamed = isinstance(corpus.train, corpus_lib.TokenFile)
     try:
         os.makedirs(model_dir, exist_ok=True)
         config.save(worker_dir or model_dir)
         corpus.vocab.save(worker_dir or model_dir)
-        if isinstance(corpus.train, corpus_lib.TokenFile):
+        if streamed:
             corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
     except OSError as e:
         raise RnnLmError(f"cannot write to --model_dir {model_dir} ({reason(e)})") from None
-    if isinstance(corpus.train, corpus_lib.TokenFile):
-        if corpus.train.encode_secs:
-            logging.info("encoded %s into %s in %.1f s", corpus.train.source, corpus.train.path,
-                         corpus.train.encode_secs)
+    if streamed and corpus.train.encode_secs:
+        logging.info("encoded %s into %s in %.1f s", corpus.train.source, corpus.train.path,
+                     corpus.train.encode_secs)
     logging.info("corpus %s: %d/%d/%d tokens (train/valid/test), vocabulary %d, <unk> in valid %.2f%%",
                  config.data.corpus_name, len(corpus.train), len(corpus.valid), len(corpus.test),
                  len(corpus.vocab), 100 * corpus.unk_rate["valid"])
