@@ -13,6 +13,9 @@ and the decoding parameters may be Python numbers or scalar tensors (a
 SavedModel signature passes tensors).  ``step`` (default ``model.step``) is
 the one-token model call; ``xla_step(model)`` is the same compiled with XLA
 (the loops themselves stay uncompiled: their output length is a tensor).
+
+The outputs are as wide as the steps taken (the longest continuation, at most
+``max_tokens``), so memory follows what is generated, not ``max_tokens``.
 """
 
 import numpy as np
@@ -109,12 +112,14 @@ def choose(logits, temperature, top_k, top_p, seed):
 
 def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos_id, top_k=0, top_p=1.0,
            step=None):
-    """Continues each prompt; returns (ids [B, max_tokens], lengths [B]).
+    """Continues each prompt; returns (ids [B, N], lengths [B]).
 
     ``lengths`` counts the tokens produced, the final ``<eos>`` included;
-    positions after it hold ``eos_id``.  ``temperature`` 0 is greedy (the
-    argmax, whatever ``top_k`` and ``top_p``); otherwise each token is drawn
-    from softmax(filter_logits(logits, temperature, top_k, top_p)).
+    positions after it hold ``eos_id``.  N = max(lengths) <= ``max_tokens``
+    is the steps taken: they end when every row has its ``<eos>``.
+    ``temperature`` 0 is greedy (the argmax, whatever ``top_k`` and
+    ``top_p``); otherwise each token is drawn from
+    softmax(filter_logits(logits, temperature, top_k, top_p)).
     ``seed`` (int) makes sampling reproducible: step t is ``choose`` with the
     stateless seed (seed, t).
     """
@@ -141,17 +146,16 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     _, _, _, _, lengths, out = tf.while_loop(
         cond, body, (tf.constant(0), logits, state, tf.zeros([batch], tf.bool),
                      tf.zeros([batch], tf.int32), out))
-    ids = tf.transpose(out.stack())  # [B, steps taken]
-    ids = tf.pad(ids, [[0, 0], [0, max_tokens - tf.shape(ids)[1]]], constant_values=eos_id)
-    return ids, lengths
+    return tf.transpose(out.stack()), lengths  # [B, steps taken]
 
 
 def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_id, length_penalty=0.0,
                 step=None):
     """The ``beam_width`` best continuations of each prompt, best first.
 
-    Returns (ids [B, K, max_tokens] int32, lengths [B, K] int32, scores [B, K]
-    float32), K = ``beam_width`` (a Python int: it sets shapes).  A hypothesis
+    Returns (ids [B, K, N] int32, lengths [B, K] int32, scores [B, K]
+    float32), K = ``beam_width`` (a Python int: it sets shapes) and N =
+    max(lengths) <= ``max_tokens`` the steps taken.  A hypothesis
     y_1..y_n ends at ``<eos>``, which counts in n (as in ``sample``); later
     positions hold ``eos_id``.  Its score is the GNMT one (Wu et al. 2016):
 
@@ -195,8 +199,7 @@ def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_i
         lengths = tf.gather(cand_lengths, beam, batch_dims=1)
         # A -inf hypothesis is padding: finishing it lets the loop stop early.
         finished = tf.gather(finished, beam, batch_dims=1) | (token == eos_id) | tf.math.is_inf(sums)
-        ids = tf.gather(ids, beam, batch_dims=1)
-        ids = tf.where(tf.range(max_tokens) == t, token[..., None], ids)  # [B, K, max_tokens]
+        ids = tf.concat([tf.gather(ids, beam, batch_dims=1), token[..., None]], axis=2)  # [B, K, t + 1]
         rows = tf.reshape(offsets + beam, [-1])
         state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
         logits, state = step(tf.reshape(token, [-1]), state, fused)
@@ -205,8 +208,10 @@ def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_i
     def cond(t, logits, state, sums, lengths, finished, ids):
         return (t < max_tokens) & ~tf.reduce_all(finished)
 
-    _, _, _, sums, lengths, _, ids = tf.while_loop(
-        cond, body, (tf.constant(0), logits, state, sums, tf.zeros([batch, k], tf.int32),
-                     tf.zeros([batch, k], tf.bool), tf.fill([batch, k, max_tokens], eos_id)))
+    loop_vars = (tf.constant(0), logits, state, sums, tf.zeros([batch, k], tf.int32),
+                 tf.zeros([batch, k], tf.bool), tf.zeros([batch, k, 0], tf.int32))
+    # ids grows by one token a step: as wide as the steps taken, not max_tokens.
+    invariants = tf.nest.map_structure(lambda v: v.shape, loop_vars[:-1]) + (tf.TensorShape([None, k, None]),)
+    _, _, _, sums, lengths, _, ids = tf.while_loop(cond, body, loop_vars, shape_invariants=invariants)
     # The last top_k ranked by exactly these scores, so the beams are already best first.
     return ids, lengths, sums / lp(lengths)

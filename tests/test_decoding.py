@@ -123,7 +123,8 @@ def test_choosing_token_by_token_draws_what_sample_draws(lstm):
     ids, lengths = prompts()
     expected, n = decoding.sample(lstm, ids, lengths, 6, 0.9, 3, EOS, top_k=4, top_p=0.9)
     logits, state = decoding.prime(lstm, ids, lengths)
-    for t in range(6):
+    assert expected.shape[1] == max(n.numpy()) <= 6  # as wide as the steps taken
+    for t in range(expected.shape[1]):
         token = decoding.choose(logits, 0.9, 4, 0.9, tf.constant([3, t], tf.int64))
         live = t < n.numpy()  # sample pads with <eos> after a row's end
         np.testing.assert_array_equal(token.numpy()[live], expected.numpy()[live, t])
@@ -185,7 +186,9 @@ def assert_beams_match(ids, lengths, scores, expected, max_tokens):
     expected = expected[:len(scores)]
     np.testing.assert_allclose(scores, [s for s, _ in expected], rtol=1e-5)
     np.testing.assert_array_equal(lengths, [len(h) for _, h in expected])
-    np.testing.assert_array_equal(ids, [list(h) + [EOS] * (max_tokens - len(h)) for _, h in expected])
+    width = np.shape(ids)[-1]  # the steps taken by the whole batch
+    assert max(len(h) for _, h in expected) <= width <= max_tokens
+    np.testing.assert_array_equal(ids, [list(h) + [EOS] * (width - len(h)) for _, h in expected])
 
 
 def test_beam_width_1_is_greedy(lstm):
@@ -268,3 +271,35 @@ def test_xla_decoding_gives_the_same_logits_and_tokens(lstm):
     (want, _, want_scores), (got, _, got_scores) = beam(None), beam(xla)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     np.testing.assert_allclose(got_scores.numpy(), want_scores.numpy(), rtol=1e-5)
+
+
+# Output width: the steps taken, not max_tokens.
+
+# Greedy from <eos>: 1, 2, <eos>; from 2: <eos> at once.
+QUICK_EOS = np.log([[0.05, 0.8, 0.1, 0.05],
+                    [0.05, 0.05, 0.85, 0.05],
+                    [0.9, 0.04, 0.03, 0.03],
+                    [0.9, 0.04, 0.03, 0.03]])
+
+
+def test_outputs_are_as_wide_as_the_tokens_produced_not_max_tokens():
+    model = TableModel(QUICK_EOS)
+    prompt, lengths = tf.constant([[EOS, 0], [EOS, 2]]), tf.constant([1, 2])
+    huge = 10 ** 6  # padded to max_tokens, the ids alone would be 8 MB here, 4 GB a row at 10 ** 9
+    ids, n = decoding.sample(model, prompt, lengths, huge, 0.0, 0, EOS)
+    np.testing.assert_array_equal(n, [3, 1])
+    np.testing.assert_array_equal(ids, [[1, 2, EOS], [EOS, EOS, EOS]])
+    # The same through a graph with max_tokens a tensor (the Generator and SavedModel path).
+    graph = tf.function(lambda m: decoding.sample(model, prompt, lengths, m, 1.0, 3, EOS, top_k=1))
+    ids, n = graph(tf.constant(huge))
+    assert ids.shape == (2, 3) and n.numpy().tolist() == [3, 1]
+    beam_ids, beam_lengths, _ = decoding.beam_search(model, prompt, lengths, huge, 2, EOS)
+    assert beam_ids.shape[:2] == (2, 2)
+    assert beam_ids.shape[2] == int(tf.reduce_max(beam_lengths)) < 10
+    np.testing.assert_array_equal(beam_ids[0, 0, :3], [1, 2, EOS])
+    np.testing.assert_array_equal(beam_ids[1, 0, :1], [EOS])
+    # A model that never emits <eos> stops at max_tokens, and the width is max_tokens.
+    never = TableModel(np.log([[1e-6, 0.5, 0.5], [1e-6, 0.5, 0.5], [1e-6, 0.5, 0.5]]))
+    ids, n = decoding.sample(never, prompt[:, :1], tf.constant([1, 1]), 7, 1.0, 0, EOS)
+    assert ids.shape == (2, 7) and n.numpy().tolist() == [7, 7]
+    assert decoding.beam_search(never, prompt[:, :1], tf.constant([1, 1]), 5, 3, EOS)[0].shape == (2, 3, 5)

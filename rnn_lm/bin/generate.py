@@ -9,6 +9,7 @@
 
 import itertools
 import json
+import math
 import sys
 import time
 
@@ -19,13 +20,19 @@ from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
 
+# The largest --max_tokens: a model that never emits <eos> still stops, after at
+# most this many tokens per continuation.  (Here and not in rnn_lm.decoding, which
+# imports TensorFlow: flags are defined and checked before TensorFlow loads.)
+MAX_TOKENS_LIMIT = 10000
+
 flags.DEFINE_string("model_dir", "", "A model directory written by rnn-lm-train.")
 flags.DEFINE_string("saved_model", "", "Or a SavedModel written by rnn-lm-train/rnn-lm-export "
                     "(sampling only; no beam search, no --interactive).")
 flags.DEFINE_multi_string("prompt", None, "Text to continue (repeatable). Without it, prompts are read "
                           "from stdin, one a line, when stdin is not a terminal; else one empty prompt "
                           "(a new sentence).")
-flags.DEFINE_integer("max_tokens", 50, "Stop after this many tokens if no <eos> came.")
+flags.DEFINE_integer("max_tokens", 50, "Stop after this many tokens if no <eos> came; at most "
+                     f"{MAX_TOKENS_LIMIT}.")
 flags.DEFINE_float("temperature", 1.0, "Divide the logits by this before sampling; 0: greedy.")
 flags.DEFINE_integer("top_k", 0, "Sample from the k most probable tokens only; 0: all.")
 flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set of tokens whose probability reaches p "
@@ -47,6 +54,11 @@ def check_flags():
         raise RnnLmError("give exactly one of --model_dir and --saved_model")
     if f.max_tokens <= 0 or f.num_samples <= 0 or f.beam_width < 0 or f.top_k < 0:
         raise RnnLmError("--max_tokens and --num_samples must be positive, --beam_width and --top_k >= 0")
+    if f.max_tokens > MAX_TOKENS_LIMIT:
+        raise RnnLmError(f"--max_tokens {f.max_tokens} exceeds the limit of {MAX_TOKENS_LIMIT} tokens")
+    for name in ("temperature", "top_p", "length_penalty"):
+        if not math.isfinite(getattr(f, name)):
+            raise RnnLmError(f"--{name} must be a finite number, got {getattr(f, name)}")
     if f.temperature < 0 or not 0 < f.top_p <= 1:
         raise RnnLmError(f"--temperature must be >= 0 and --top_p in (0, 1], got {f.temperature}, {f.top_p}")
     if f.beam_width and f.num_samples > f.beam_width:
@@ -141,10 +153,8 @@ def interact(generator, separator):
 
 def generate_from_saved_model(prompts):
     import tensorflow as tf
-    try:
-        served = tf.saved_model.load(FLAGS.saved_model)
-    except (OSError, ValueError) as e:
-        raise RnnLmError(f"--saved_model {FLAGS.saved_model}: cannot load ({str(e).splitlines()[0]})") from None
+    from rnn_lm.export import GENERATE_SIGNATURES, load_saved_model
+    served = load_saved_model(FLAGS.saved_model, GENERATE_SIGNATURES, variables=("token_level",))
     generate = served.signatures["generate"]
     repeated = [p for p in prompts for _ in range(FLAGS.num_samples)]
     out = timed(lambda: generate(prompts=tf.constant(repeated), max_tokens=tf.constant(FLAGS.max_tokens),
