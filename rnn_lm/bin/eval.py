@@ -7,6 +7,7 @@
     rnn-lm-eval --saved_model=/tmp/lm/saved_model --text_file=test.txt    # the exported model itself
 """
 
+import dataclasses
 import json
 import math
 import sys
@@ -22,6 +23,9 @@ flags.DEFINE_string("model_dir", "", "A model directory written by rnn-lm-train.
 flags.DEFINE_string("saved_model", "", "Or a SavedModel (with --text_file): the perplexity through its own "
                     "signatures, token by token.")
 flags.DEFINE_string("text_file", "", "UTF-8 text to score; empty: the --split of the training corpus.")
+flags.DEFINE_enum("encoding_errors", None, ["strict", "replace"], "Bytes that are not UTF-8: an error naming "
+                  "the file and offset, or replaced by U+FFFD. Default: strict for --text_file, the model's "
+                  "training setting for --split.")
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when no --text_file is given.")
 flags.DEFINE_integer("batch_size", 1, "Streams scored in parallel: 1 is exact, more are faster and "
                      "start each stream from a zero state.")
@@ -38,8 +42,7 @@ def main(argv):
     if FLAGS.saved_model:
         if not FLAGS.text_file or FLAGS.per_sentence:
             raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence)")
-        from rnn_lm.data import corpus as corpus_lib
-        lines = corpus_lib.read_lines(FLAGS.text_file)
+        lines = read_text_file()
         from rnn_lm.scoring import saved_model_cross_entropy
         nats, n, unk = saved_model_cross_entropy(FLAGS.saved_model, lines)
         print(f"{FLAGS.text_file} under {FLAGS.saved_model}: {n} tokens, perplexity {math.exp(nats):.2f}, "
@@ -55,13 +58,15 @@ def main(argv):
     if FLAGS.per_sentence:
         if not FLAGS.text_file:
             raise RnnLmError("--per_sentence needs --text_file")
-        return score_lines(config, vocab, model, corpus_lib.read_lines(FLAGS.text_file))
+        return score_lines(config, vocab, model, read_text_file())
     if FLAGS.text_file:
-        ids = corpus_lib.encode_lines(corpus_lib.read_lines(FLAGS.text_file), vocab,
-                                      get_tokenizer(config.data.level))
+        ids = corpus_lib.encode_lines(read_text_file(), vocab, get_tokenizer(config.data.level))
         what = FLAGS.text_file
     else:
-        ids = corpus_lib.load_split(config.data, vocab, FLAGS.split)
+        data = config.data
+        if FLAGS.encoding_errors:
+            data = dataclasses.replace(data, encoding_errors=FLAGS.encoding_errors)
+        ids = corpus_lib.load_split(data, vocab, FLAGS.split)
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
     evaluator = training.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
     nats = evaluator.mean_cross_entropy(ids)
@@ -70,6 +75,11 @@ def main(argv):
     if config.data.level == "char":
         line += f", {nats / math.log(2):.4f} bits/char"
     print(line + f", <unk> {100 * unk:.2f}%")
+
+
+def read_text_file():
+    from rnn_lm.data import corpus as corpus_lib
+    return corpus_lib.read_lines(FLAGS.text_file, FLAGS.encoding_errors or "strict")
 
 
 def score_lines(config, vocab, model, lines):

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import stat
 import time
 
 import numpy as np
@@ -90,14 +91,25 @@ def iter_line_chunks(path, encoding_errors="strict", chunk_bytes=None):
 
 
 def _open_text_file(path):
+    """Opens ``path`` (binary) for reading: the one place corpus and text files are opened.
+
+    Only a regular file (or a link to one) is opened, checked before the open:
+    a FIFO would block it, and a device such as /dev/zero never ends.
+    """
     try:
-        return open(path, "rb")
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            return open(path, "rb")
     except FileNotFoundError:
         raise RnnLmError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RnnLmError(f"{path}: is a directory, expected a text file") from None
     except OSError as e:
         raise RnnLmError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise RnnLmError(f"{path}: is a directory, expected a text file")
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket")]
+    kind = next((kind for is_kind, kind in kinds if is_kind(mode)), "of an unknown kind")
+    raise RnnLmError(f"{path}: not a regular file ({kind}), expected a text file")
 
 
 def _decode(data, path, offset, encoding_errors):
