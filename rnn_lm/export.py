@@ -7,7 +7,8 @@ file.  Signatures (TensorFlow Serving style: a leading batch dimension):
   serving_default, generate
       prompts string [B], max_tokens int32 [], temperature float32 [] (0: greedy),
       top_k int32 [] (0: off), top_p float32 [] (1: off), seed int64 []
-      -> continuations string [B], ids int32 [B, max_tokens], lengths int32 [B]
+      -> continuations string [B], ids int32 [B, N], lengths int32 [B]
+      (N = max(lengths) <= max_tokens: the steps taken; after <eos>, <eos> again)
   score
       sentences string [B] -> log_prob float32 [B] (natural log, <eos> included),
       num_tokens int32 [B], perplexity float32 [B]
@@ -29,6 +30,41 @@ import tensorflow as tf
 from rnn_lm import decoding
 from rnn_lm.data.vocab import VOCAB_FILE
 from rnn_lm.errors import RnnLmError, reason
+
+# What the readers of a SavedModel call: {signature: its input names}.
+GENERATE_SIGNATURES = {"generate": ("prompts", "max_tokens", "temperature", "top_k", "top_p", "seed")}
+SCORE_SIGNATURES = {"tokenize": ("text",), "zero_state": ("batch_size",), "step": ("ids", "state")}
+
+
+def load_saved_model(path, signatures, variables=()):
+    """``tf.saved_model.load(path)``, checked to have ``signatures`` ({name: input names}) and ``variables``.
+
+    Anything else (no folder, no SavedModel, a SavedModel not written by
+    rnn_lm) is an RnnLmError naming ``path`` and what is missing.
+    """
+    if not os.path.isdir(path):
+        raise RnnLmError(f"{path}: " + ("not a directory (a SavedModel is a folder)" if os.path.exists(path)
+                                        else "no such directory"))
+    if not any(os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+        raise RnnLmError(f"{path} is not a SavedModel (no saved_model.pb)")
+    try:
+        served = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise RnnLmError(f"{path}: cannot load the SavedModel ({reason(e)})") from None
+    missing = [name for name in signatures if name not in served.signatures]
+    if missing:
+        raise RnnLmError(f"{path} is not an rnn_lm SavedModel (no {', '.join(map(repr, missing))} "
+                         f"signature{'s' if len(missing) > 1 else ''})")
+    for name, inputs in signatures.items():
+        found = sorted(served.signatures[name].structured_input_signature[1])
+        if found != sorted(inputs):
+            raise RnnLmError(f"{path} is not an rnn_lm SavedModel (its {name!r} signature takes "
+                             f"{', '.join(found) or 'no inputs'}, not {', '.join(inputs)})")
+    for name in variables:
+        if not isinstance(getattr(served, name, None), tf.Variable):
+            raise RnnLmError(f"{path} is not an rnn_lm SavedModel (no {name!r} variable)")
+    return served
+
 
 def _scalar(dtype, name):
     return tf.TensorSpec([], dtype, name=name)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_lm import losses
+from rnn_lm.export import SCORE_SIGNATURES, load_saved_model
 
 
 class SentenceScorer:
@@ -46,7 +47,7 @@ def saved_model_cross_entropy(path, lines):
     the state carried through, the whole loop in one graph.  Returns
     (mean cross entropy, number of tokens, number of <unk>).
     """
-    served = tf.saved_model.load(path)
+    served = load_saved_model(path, SCORE_SIGNATURES)
     tokenized = served.signatures["tokenize"](text=tf.constant(lines))
     ids = tf.RaggedTensor.from_tensor(tokenized["ids"], lengths=tokenized["lengths"])
     eos = tf.fill([ids.nrows(), 1], 1)  # <eos> is id 1 in every rnn_lm vocabulary
