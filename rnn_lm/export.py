@@ -173,10 +173,14 @@ def export_saved_model(model, vocab, config, path):
         raise RnnLmError(f"cannot write the SavedModel to {path} ({reason(e)})") from None
 
 
+STAGING_PREFIX = ".saved_model-staging-"  # then the pid of the process that writes it
+
+
 def _export(model, vocab, config, path):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent) as staging:
+    _remove_stale_staging(parent)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         vocab.save(staging)
         module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level)
         target = os.path.join(staging, "saved_model")
@@ -184,9 +188,28 @@ def _export(model, vocab, config, path):
                       "score": module.score, "step": module.step, "zero_state": module.zero_state,
                       "tokenize": module.tokenize, "detokenize": module.detokenize}
         tf.saved_model.save(module, target, signatures=signatures)
-        old = path + ".old"
+        old = os.path.join(staging, "previous")  # inside the staging folder: removed with it, whatever happens
         if os.path.exists(path):
             os.replace(path, old)
         os.replace(target, path)
-        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _remove_stale_staging(parent):
+    """Staging folders of exports whose process has ended (killed midway) are removed."""
+    for name in os.listdir(parent):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
