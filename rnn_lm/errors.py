@@ -1,8 +1,31 @@
-"""The one exception type the binaries turn into a one-line error."""
+"""The exception types the binaries turn into a one-line error, and the exit statuses they mean.
+
+Exit statuses of every binary (documented in the README):
+
+    0    done (rnn-lm-train: trained, with finite validation and test perplexities)
+    1    bad input or a failure, named in one line (EXIT_ERROR)
+    3    rnn-lm-train: the run diverged (EXIT_DIVERGED); the last good checkpoint is kept
+    130  stopped by SIGINT (Ctrl-C) after writing a checkpoint: 128 + 2, the shell's convention
+    143  stopped by SIGTERM after writing a checkpoint: 128 + 15
+"""
+
+EXIT_ERROR = 1
+EXIT_DIVERGED = 3
+
+
+def exit_status_for_signal(signum):
+    """The shell's status for a process stopped by signal ``signum``: 128 + its number."""
+    return 128 + int(signum)
 
 
 class RnnLmError(ValueError):
     """Bad input or configuration; the message names the problem in one line."""
+    exit_status = EXIT_ERROR
+
+
+class Diverged(RnnLmError):
+    """Training produced non-finite losses or perplexities; the last good checkpoint is kept."""
+    exit_status = EXIT_DIVERGED
 
 
 def reason(error):

@@ -1,17 +1,19 @@
 """What every binary shares: the one-line error for bad input, and running another binary timed."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 from absl import app
 
-from rnn_lm.errors import RnnLmError, reason
+from rnn_lm.errors import EXIT_ERROR, RnnLmError, exit_status_for_signal, reason
 
 
 def run_main(main):
-    """``app.run(main)``, turning an RnnLmError into ``<binary>: error: ...`` and exit status 1."""
+    """``app.run(main)``, turning an RnnLmError into ``<binary>: error: ...`` and its exit status
+    (1 for bad input, 3 for a diverged run: ``rnn_lm.errors``)."""
 
     def guarded(argv):
         if len(argv) > 1:
@@ -19,12 +21,12 @@ def run_main(main):
         try:
             return main(argv)
         except RnnLmError as e:
-            fail(e)
+            fail(e, e.exit_status)
         except OSError as e:  # a file the code did not expect to fail (a full or read-only disk)
             fail(f"{e.filename}: {reason(e)}" if e.filename else reason(e))
         except KeyboardInterrupt:
             print(f"{_name()}: interrupted", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(exit_status_for_signal(signal.SIGINT))
 
     app.run(guarded)
 
@@ -42,10 +44,10 @@ def run_timed(cmd, env=None):
     return proc.returncode, lines, time.monotonic() - start
 
 
-def fail(message):
-    """Prints ``<binary>: error: message`` and exits with status 1."""
+def fail(message, status=EXIT_ERROR):
+    """Prints ``<binary>: error: message`` and exits with ``status`` (1: bad input)."""
     print(f"{_name()}: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(status)
 
 
 def _name():
