@@ -5,6 +5,7 @@ Library code takes these; only the binaries in ``rnn_lm/bin`` read flags.
 
 import dataclasses
 import json
+import math
 import os
 
 from rnn_lm.errors import RnnLmError
@@ -38,6 +39,7 @@ class ModelConfig:
     init_scale: float = 0.1  # uniform(-s, s) initialisation; 0: Keras defaults
 
     def validate(self):
+        _finite_floats(self)
         _choice("cell", self.cell, CELL_TYPES)
         _choice("activation", self.activation, ACTIVATIONS)
         _positive("num_layers", self.num_layers)
@@ -151,6 +153,7 @@ class TrainConfig:
     compute_dtype: str = "float32"  # --mixed_precision: bfloat16 or float16 (loss-scaled); loss and variables float32
 
     def validate(self):
+        _finite_floats(self)
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
                      "log_every_steps", "keep_checkpoints", "decay_start_epoch"):
             _positive(name, getattr(self, name))
@@ -225,20 +228,26 @@ class Config:
 
     @classmethod
     def from_dict(cls, d):
-        try:
-            return cls(model=ModelConfig(**d["model"]), data=DataConfig(**d["data"]),
-                       train=TrainConfig(**d["train"]),
-                       distribute=DistributeConfig(**d.get("distribute", {})))  # absent before strategies
-        except (KeyError, TypeError) as e:
-            raise RnnLmError(f"config is not an rnn_lm config ({e})") from None
+        """From ``to_dict``'s form; every value must have its field's type (an int for a float is fine)."""
+        if not isinstance(d, dict):
+            raise RnnLmError(f"config is not an rnn_lm config (a JSON {type(d).__name__}, not an object)")
+        parts = {}
+        for section in SECTIONS:
+            values = d.get(section, {} if section == "distribute" else None)  # absent before strategies
+            if not isinstance(values, dict):
+                raise RnnLmError(f"config is not an rnn_lm config (no {section!r} object)")
+            parts[section] = _typed(section, values)
+        return cls(**parts)
+
+    def changes(self, other):
+        """[(section, field, mine, other's)] for every field that differs, in field order."""
+        return [(section, f.name, getattr(getattr(self, section), f.name), getattr(getattr(other, section), f.name))
+                for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+                if getattr(getattr(self, section), f.name) != getattr(getattr(other, section), f.name)]
 
     def save(self, model_dir):
-        path = os.path.join(model_dir, CONFIG_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)  # never leave a half-written config
+        write_atomically(os.path.join(model_dir, CONFIG_FILE),
+                         json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, model_dir):
@@ -247,11 +256,70 @@ class Config:
             raise RnnLmError(f"{model_dir} is not an rnn_lm model directory (no {CONFIG_FILE})")
         try:
             with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
+                config = cls.from_dict(json.load(f))
+            return config.validate()
+        except RnnLmError as e:
+            raise RnnLmError(f"{path}: {e}") from None
         except (OSError, ValueError) as e:
-            if isinstance(e, RnnLmError):
-                raise
             raise RnnLmError(f"cannot read {path}: {e}") from None
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "distribute": DistributeConfig}
+
+# What a resumed run may change: the schedule, the cadence of logs and checkpoints, evaluation and
+# samples, and where the step runs.  Every other field (the model, the data, the batch and window,
+# the optimizer and its checkpointed state, the seed) is what the run *is*: a resume that changes
+# one is refused.
+RESUMABLE_FIELDS = {
+    "train": ("epochs", "max_steps", "learning_rate", "lr_decay", "decay_start_epoch", "plateau_threshold",
+              "weight_decay", "max_grad_norm", "eval_batch_size", "log_every_steps", "save_every_steps",
+              "save_every_secs", "nan_policy", "max_nonfinite_steps", "keep_checkpoints", "sample_tokens",
+              "sample_temperature", "deterministic", "jit_compile"),
+    "distribute": ("strategy", "num_cpu_devices", "tpu"),
+}
+
+
+def is_resumable(section, field):
+    """Whether a resumed run may change ``section.field`` (``RESUMABLE_FIELDS``)."""
+    return field in RESUMABLE_FIELDS.get(section, ())
+
+
+def write_atomically(path, text):
+    """Writes ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or
+    the new one, never half of one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _typed(section, values):
+    """``SECTIONS[section](**values)``, each value checked against its field's type."""
+    cls = SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise RnnLmError(f"config is not an rnn_lm config ({section} has no field {unknown[0]!r})")
+    out = {}
+    for name, value in values.items():
+        kind = type(fields[name].default)
+        ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+              or kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise RnnLmError(f"{section}.{name} must be {kind.__name__}, got {json.dumps(value)}")
+        out[name] = float(value) if kind is float else value
+    return cls(**out)
+
+
+def _finite_floats(section):
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RnnLmError(f"--{f.name} must be a finite number, got {value}")
 
 
 def _positive(name, value):
