@@ -3,8 +3,17 @@
     rnn-lm-train --model_dir=/tmp/lm                        # built-in grammar corpus
     rnn-lm-train --model_dir=/tmp/ptb --data_dir=ptb/ --cell=gru --epochs=13
     rnn-lm-train --model_dir=/tmp/ptb --data_dir=ptb/ --preset=ptb_small --epochs=2
+    rnn-lm-train --model_dir=/tmp/ptb                       # resume it exactly as it was started
+    rnn-lm-train --model_dir=/tmp/ptb --epochs=4            # resume it, with a longer schedule
+
+A resume takes the settings stored in --model_dir; flags given change only the
+schedule (epochs, steps, learning rate, cadence of logs and checkpoints, ...).
+Exit status: 0 trained with finite perplexities, 1 bad input, 3 diverged,
+130 / 143 stopped by SIGINT / SIGTERM with a checkpoint written.
 """
 
+import dataclasses
+import signal
 import sys
 
 from absl import flags
@@ -14,7 +23,7 @@ from rnn_lm import config as config_lib
 from rnn_lm import model_dir as model_dir_lib
 from rnn_lm import presets as presets_lib
 from rnn_lm.bin import common
-from rnn_lm.errors import RnnLmError
+from rnn_lm.errors import RnnLmError, exit_status_for_signal
 
 FLAGS = flags.FLAGS
 
@@ -109,44 +118,37 @@ flags.DEFINE_float("sample_temperature", 0.8, "Temperature of those samples; 0: 
 flags.DEFINE_boolean("export", True, "Export the SavedModel at the end (--noexport: checkpoints only).")
 
 
-def config_from_flags():
-    f = FLAGS
-    return config_lib.Config(
-        model=config_lib.ModelConfig(
-            cell=f.cell, activation=f.activation, num_layers=f.num_layers, hidden_size=f.hidden_size,
-            embedding_size=f.embedding_size, dropout=f.dropout, input_dropout=f.input_dropout,
-            locked_dropout=f.locked_dropout, embedding_dropout=f.embedding_dropout, tie_embeddings=f.tie_embeddings,
-            init_scale=f.init_scale),
-        data=config_lib.DataConfig(
-            corpus=f.corpus, data_dir=f.data_dir, level=f.level, vocab_size=f.vocab_size, min_count=f.min_count,
-            encoding_errors=f.encoding_errors, stream_train=f.stream_train,
-            grammar_seed=f.grammar_seed, grammar_train_tokens=f.grammar_train_tokens,
-            grammar_max_depth=f.grammar_max_depth),
-        train=config_lib.TrainConfig(
-            batch_size=f.batch_size, num_steps=f.num_steps, epochs=f.epochs, max_steps=f.max_steps,
-            optimizer=f.optimizer, learning_rate=f.learning_rate, lr_decay=f.lr_decay,
-            decay_start_epoch=f.decay_start_epoch, lr_schedule=f.lr_schedule, plateau_threshold=f.plateau_threshold,
-            weight_decay=f.weight_decay, average_start_epoch=f.average_start_epoch,
-            max_grad_norm=f.max_grad_norm, seed=f.seed,
-            eval_batch_size=f.eval_batch_size, log_every_steps=f.log_every_steps,
-            save_every_steps=f.save_every_steps, save_every_secs=f.save_every_secs,
-            nan_policy=f.nan_policy, max_nonfinite_steps=f.max_nonfinite_steps, keep_checkpoints=f.keep_checkpoints,
-            sample_tokens=f.sample_tokens, sample_temperature=f.sample_temperature,
-            jit_compile=f.jit_compile, compute_dtype=f.mixed_precision, deterministic=f.deterministic),
-        distribute=config_lib.DistributeConfig(
-            strategy=f.strategy, num_cpu_devices=f.num_cpu_devices, tpu=f.tpu))
+# Config fields whose flag has another name.
+FLAG_OF_FIELD = {"compute_dtype": "mixed_precision"}
+
+
+def config_from_flags(stored=None):
+    """The Config the flags ask for.  With ``stored`` (the run in --model_dir), a flag not given on
+    the command line (or in a --flagfile / --preset) keeps the stored value instead of its default."""
+    parts = {}
+    for section, cls in config_lib.SECTIONS.items():
+        values = {}
+        for field in dataclasses.fields(cls):
+            if (section, field.name) == ("model", "vocab_size"):  # filled in from the data
+                continue
+            flag = FLAGS[FLAG_OF_FIELD.get(field.name, field.name)]  # .present: given, also through an alias
+            keep = stored is not None and not flag.present
+            values[field.name] = getattr(getattr(stored, section), field.name) if keep else flag.value
+        parts[section] = cls(**values)
+    return config_lib.Config(**parts)
 
 
 def main(argv):
     # Flags, files and the model directory are checked before TensorFlow loads.
     logging.set_verbosity(logging.INFO)
-    prepared = model_dir_lib.prepare(config_from_flags(), FLAGS.model_dir)
+    stored = model_dir_lib.stored_config(FLAGS.model_dir)
+    prepared = model_dir_lib.prepare(config_from_flags(stored), FLAGS.model_dir)
     from rnn_lm import training
     result = training.train(prepared[0], FLAGS.model_dir, export=FLAGS.export, prepared=prepared)
     if result.interrupted:
         print(f"{result.interrupted}: stopped at step {result.final_step} with a checkpoint in "
               f"{FLAGS.model_dir}; run the same command to resume")
-        return
+        return exit_status_for_signal(signal.Signals[result.interrupted])
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
     if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
