@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from rnn_lm import analysis
+from rnn_lm import checkpoints
 from rnn_lm import distribute
 from rnn_lm import export as export_lib
 from rnn_lm import losses
@@ -24,7 +25,8 @@ from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data import pipeline
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
-from rnn_lm.errors import RnnLmError, reason
+from rnn_lm import model_dir as model_dir_lib
+from rnn_lm.errors import Diverged, RnnLmError, reason
 from rnn_lm.generation import Generator
 from rnn_lm.model import RNNLanguageModel
 
@@ -48,11 +50,12 @@ class TrainResult:
 
 
 def load_model(model_dir, averaged=True):
-    """Rebuilds the model of ``model_dir`` from its config and latest checkpoint.
+    """Rebuilds the model of ``model_dir`` from its config and newest complete checkpoint.
 
     Returns (config, vocab, model).  Every model variable must be in the
-    checkpoint (strict restore).  A model trained with averaged SGD holds its
-    averaged weights, unless ``averaged`` is False (then the raw ones).
+    checkpoint (strict restore), and vocab.txt must be the vocabulary it was
+    trained with.  A model trained with averaged SGD holds its averaged weights,
+    unless ``averaged`` is False (then the raw ones).
     """
     config = Config.load(model_dir)
     vocab = Vocabulary.load(model_dir)
@@ -60,9 +63,8 @@ def load_model(model_dir, averaged=True):
         raise RnnLmError(f"{model_dir}: {VOCAB_FILE} has {len(vocab)} tokens but the model expects "
                          f"{config.model.vocab_size}")
     model = RNNLanguageModel(config.model)
-    path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
-    if path is None:
-        raise RnnLmError(f"{model_dir}: no checkpoint in {CHECKPOINT_DIR}/ (was training run?)")
+    path = checkpoints.find(os.path.join(model_dir, CHECKPOINT_DIR))
+    checkpoints.check_vocabulary(path, vocab.fingerprint(), os.path.join(model_dir, VOCAB_FILE))
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.expect_partial().assert_existing_objects_matched()
@@ -402,28 +404,38 @@ class Trainer:
             self.averaging = WeightAverage(self.model.trainable_variables)
             extra["averages"] = self.averaging.averages
             extra["averaged_steps"] = self.averaging.count
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-            window=self.window, carried_state=self.train_step.carried_state, **extra)
+        self._tracked = dict(model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
+                             window=self.window, carried_state=self.train_step.carried_state, **extra)
+        # The vocabulary's SHA-256 goes into every checkpoint: vocab.txt is checked against it on load.
+        self.vocab_hash = tf.Variable(vocab.fingerprint(), trainable=False, name="vocab")
+        self.checkpoint = tf.train.Checkpoint(vocab=self.vocab_hash, **self._tracked)
+        checkpoint_dir = os.path.join(self.write_dir, CHECKPOINT_DIR)
+        best_dir = os.path.join(checkpoint_dir, "best")
+        if self.write_dir == self.model_dir:  # the owner: the files, not the state file, say what there is
+            checkpoints.recover(checkpoint_dir, "ckpt")
+            checkpoints.recover(best_dir, "best")
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.write_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
-            step_counter=self.step, checkpoint_name="ckpt")
+            self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints, step_counter=self.step,
+            checkpoint_name="ckpt")
         # The checkpoint of the best validation perplexity so far, kept apart.
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.write_dir, CHECKPOINT_DIR, "best"), max_to_keep=1,
-            step_counter=self.step, checkpoint_name="best")
+            self.checkpoint, best_dir, max_to_keep=1, step_counter=self.step, checkpoint_name="best")
         self.stop_signal = None
         self.evaluator = Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
         self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level), jit_compile=t.jit_compile)
 
     def restore(self):
-        """Resumes from the latest checkpoint, if any; returns its path or None."""
+        """Resumes from the newest complete checkpoint, if any; returns its path or None."""
         path = self.manager.latest_checkpoint
         if self.write_dir != self.model_dir:  # a worker that is not the chief resumes from the chief's
-            path = tf.train.latest_checkpoint(os.path.join(self.model_dir, CHECKPOINT_DIR))
+            path, _ = checkpoints.newest_complete(os.path.join(self.model_dir, CHECKPOINT_DIR), "ckpt")
         if path:
+            target = self.checkpoint
+            if not checkpoints.check_vocabulary(path, self.vocab.fingerprint(),
+                                                os.path.join(self.model_dir, VOCAB_FILE)):
+                target = tf.train.Checkpoint(**self._tracked)  # written before checkpoints held the hash
             try:
-                self.checkpoint.restore(path).assert_consumed()
+                target.restore(path).assert_consumed()
             except AssertionError as e:  # the model was checked before: the optimizer differs
                 raise RnnLmError(f"{path} does not fit this run's optimizer ({reason(e)[:200]}); resume with the "
                                  "--optimizer and --mixed_precision it was trained with (float16 adds a loss "
@@ -486,8 +498,8 @@ class Trainer:
         t = self.config.train
         tokens_per_step = t.batch_size * t.num_steps
         windows_per_epoch = pipeline.num_train_windows(len(corpus.train), t.batch_size, t.num_steps)
-        train_writer = tf.summary.create_file_writer(os.path.join(self.write_dir, LOG_DIR, "train"))
-        valid_writer = tf.summary.create_file_writer(os.path.join(self.write_dir, LOG_DIR, "valid"))
+        train_writer, valid_writer = (_summary_writer(os.path.join(self.write_dir, LOG_DIR, split))
+                                      for split in ("train", "valid"))
         self._last_save = (int(self.step), time.monotonic())
         timed_tokens, timed_secs = 0, 0.0
         validated_at = None
@@ -533,10 +545,11 @@ class Trainer:
                     with train_writer.as_default(step=step):
                         tf.summary.scalar("skipped_steps", result.skipped_steps)
                     if t.nan_policy == "stop" or nonfinite_in_a_row >= t.max_nonfinite_steps:
-                        raise RnnLmError(
-                            f"non-finite loss or gradient at step {step} ({nonfinite_in_a_row} in a row); "
-                            f"stopped with the last good checkpoint {self.manager.latest_checkpoint} kept; "
-                            "lower --learning_rate or --max_grad_norm")
+                        last = self.manager.latest_checkpoint
+                        raise Diverged(
+                            f"non-finite loss or gradient at step {step} ({nonfinite_in_a_row} in a row); stopped, " +
+                            (f"the last good checkpoint {os.path.basename(last)} kept" if last else
+                             "no checkpoint had been written") + "; lower --learning_rate or --max_grad_norm")
                 if step % t.log_every_steps == 0 or int(self.window) == windows_per_epoch:
                     secs = time.perf_counter() - tick
                     if not first_interval:  # the first one includes building the graph
@@ -631,23 +644,33 @@ def train(config, model_dir, export=True, prepared=None):
 
     Everything that can be wrong with the input is checked before the model
     directory is touched (``rnn_lm.model_dir.prepare``; pass its result as
-    ``prepared`` if already called).  Returns a TrainResult.
+    ``prepared`` if already called).  The run holds the directory's lock
+    (``rnn_lm.model_dir.Lock``) from before its checkpoint is restored to the
+    end; config.json, its history and vocab.txt are written only once the
+    checkpoint has been restored.  A run whose final perplexities are not
+    finite raises ``Diverged`` (nothing is exported).  Returns a TrainResult.
     """
     config, corpus = prepared or prepare(config, model_dir)
     strategy = distribute.make_strategy(config.distribute)  # before anything initialises TensorFlow's devices
     worker_dir = distribute.worker_dir(strategy)  # None: this process writes model_dir
-    streamed = isinstance(corpus.train, corpus_lib.TokenFile)
+    lock = model_dir_lib.Lock(model_dir) if worker_dir is None else contextlib.nullcontext()
     try:
-        os.makedirs(model_dir, exist_ok=True)
-        config.save(worker_dir or model_dir)
-        corpus.vocab.save(worker_dir or model_dir)
-        if streamed:
-            corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
-    except OSError as e:
-        raise RnnLmError(f"cannot write to --model_dir {model_dir} ({reason(e)})") from None
-    if streamed and corpus.train.encode_secs:
-        logging.info("encoded %s into %s in %.1f s", corpus.train.source, corpus.train.path,
-                     corpus.train.encode_secs)
+        with lock:
+            return _train(config, corpus, model_dir, worker_dir, strategy, export)
+    finally:
+        distribute.remove_worker_dir(worker_dir)
+
+
+def _train(config, corpus, model_dir, worker_dir, strategy, export):
+    stored = model_dir_lib.stored_config(model_dir)
+    if stored is not None:  # another run may have started here since ``prepare`` looked
+        model_dir_lib.resume_changes(stored, config, model_dir)
+    trainer = Trainer(config, model_dir, corpus.vocab, write_dir=worker_dir, strategy=strategy)
+    resumed = trainer.restore()
+    if resumed:
+        logging.info("resumed from %s (epoch %d, step %d, window %d)", resumed, int(trainer.epoch) + 1,
+                     int(trainer.step), int(trainer.window))
+    _write_run_files(config, corpus, model_dir, worker_dir, stored, int(trainer.step))
     logging.info("corpus %s: %d/%d/%d tokens (train/valid/test), vocabulary %d, <unk> in valid %.2f%%",
                  config.data.corpus_name, len(corpus.train), len(corpus.valid), len(corpus.test),
                  len(corpus.vocab), 100 * corpus.unk_rate["valid"])
@@ -655,19 +678,10 @@ def train(config, model_dir, export=True, prepared=None):
     result.unigram_valid_perplexity = corpus_lib.unigram_perplexity(corpus.train, corpus.valid, len(corpus.vocab))
     logging.info("model: %s; unigram (no context) valid perplexity %.2f",
                  config.model.describe(), result.unigram_valid_perplexity)
-
     if config.distribute.strategy != "default":
         logging.info("--strategy=%s: %d replicas, %d streams each", config.distribute.strategy,
                      strategy.num_replicas_in_sync, config.train.batch_size // strategy.num_replicas_in_sync)
-    trainer = Trainer(config, model_dir, corpus.vocab, write_dir=worker_dir, strategy=strategy)
-    resumed = trainer.restore()
-    if resumed:
-        logging.info("resumed from %s (epoch %d, step %d, window %d)", resumed, int(trainer.epoch) + 1,
-                     int(trainer.step), int(trainer.window))
-    try:
-        trainer.fit(corpus, result)
-    finally:
-        distribute.remove_worker_dir(worker_dir)
+    trainer.fit(corpus, result)
     if result.interrupted:
         return result  # evaluation and export wait for the resumed run
 
@@ -675,15 +689,48 @@ def train(config, model_dir, export=True, prepared=None):
         if math.isnan(result.valid_perplexity):
             result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
         result.test_perplexity = trainer.evaluator.perplexity(corpus.test)
-        result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
-                                            config.train.sample_temperature)
         logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
                      result.valid_perplexity, result.test_perplexity, result.final_step)
+        if not (math.isfinite(result.valid_perplexity) and math.isfinite(result.test_perplexity)):
+            last = trainer.manager.latest_checkpoint
+            raise Diverged(f"the run diverged: valid perplexity {result.valid_perplexity:.4g}, test perplexity "
+                           f"{result.test_perplexity:.4g} at step {result.final_step} (checkpoint "
+                           f"{os.path.basename(last) if last else 'none'} kept, nothing exported); lower "
+                           "--learning_rate, --init_scale or --max_grad_norm")
+        result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
+                                            config.train.sample_temperature)
         if export and worker_dir is None:
             path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
                                                  os.path.join(model_dir, SAVED_MODEL_DIR))
             logging.info("SavedModel written to %s", path)
     return result
+
+
+def _write_run_files(config, corpus, model_dir, worker_dir, stored, step):
+    """config.json, its history and vocab.txt (and the encoded training split of --stream_train)."""
+    streamed = isinstance(corpus.train, corpus_lib.TokenFile)
+    try:
+        if worker_dir is None:
+            for section, field, old, new in model_dir_lib.record_start(model_dir, config, stored, step):
+                logging.info("resuming with --%s=%r (was %r)", field, new, old)
+        else:
+            config.save(worker_dir)
+        if stored is None or worker_dir is not None:
+            corpus.vocab.save(worker_dir or model_dir)
+        if streamed:
+            corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.data.level), config.data.encoding_errors)
+    except OSError as e:
+        raise RnnLmError(f"cannot write to --model_dir {model_dir} ({reason(e)})") from None
+    if streamed and corpus.train.encode_secs:
+        logging.info("encoded %s into %s in %.1f s", corpus.train.source, corpus.train.path,
+                     corpus.train.encode_secs)
+
+
+def _summary_writer(path):
+    try:
+        return tf.summary.create_file_writer(path)
+    except tf.errors.OpError as e:
+        raise RnnLmError(f"cannot write TensorBoard logs to {path} ({reason(e)})") from None
 
 
 def _hms(secs):

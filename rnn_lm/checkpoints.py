@@ -1,0 +1,171 @@
+"""Checkpoints found from the files: the newest complete one, whatever the state file says.
+
+tf.train.CheckpointManager keeps a small text file, ``checkpoint``, naming the
+latest checkpoint and the ones it keeps.  That file can go missing or be
+garbled, and a checkpoint can be cut short (a full disk, a copy interrupted)
+or corrupted (its CRC-32C checksums do not match).  Here the ``PREFIX-N``
+files themselves are the truth:
+
+- ``newest_complete`` reads checkpoints from the newest step down, every
+  tensor (TensorFlow checks each one's checksum), and returns the first that
+  reads whole, with the reasons the newer ones did not;
+- ``recover`` (for the one process that owns the directory) moves the damaged
+  newer ones aside into ``damaged/`` (never deletes them) and rewrites the
+  state file from the files when it is missing, garbled or names another
+  checkpoint; leftover ``PREFIX-N_temp`` staging folders of a killed save go.
+
+A folder whose checkpoints are all damaged is an RnnLmError: nothing is guessed.
+"""
+
+import os
+import re
+import shutil
+
+import tensorflow as tf
+from absl import logging
+from google.protobuf import text_format
+
+from rnn_lm.config import write_atomically
+from rnn_lm.errors import RnnLmError, reason
+
+DAMAGED_DIR = "damaged"
+STATE_FILE = "checkpoint"
+VOCAB_KEY = "vocab/.ATTRIBUTES/VARIABLE_VALUE"  # the SHA-256 of the vocabulary a checkpoint was trained with
+
+
+def numbers(directory, prefix):
+    """The N of every ``PREFIX-N.index`` in ``directory``, newest (largest) first."""
+    pattern = re.compile(re.escape(prefix) + r"-(\d+)\.index$")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted((int(m.group(1)) for m in map(pattern.match, names) if m), reverse=True)
+
+
+def damage(path):
+    """None if the checkpoint at ``path`` reads whole (every tensor, checksums checked), else why not."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_dtype_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 - a cut-short file raises IndexError, a bad one OpError or others
+        return reason(e)[:160]
+    return None
+
+
+def newest_complete(directory, prefix):
+    """(path of the newest checkpoint that reads whole or None, [(damaged path, why)] newer than it)."""
+    damaged = []
+    for n in numbers(directory, prefix):
+        path = os.path.join(directory, f"{prefix}-{n}")
+        why = damage(path)
+        if why is None:
+            return path, damaged
+        damaged.append((path, why))
+    return None, damaged
+
+
+def find(directory, prefix="ckpt"):
+    """For a reader (eval, generate, export): the newest complete checkpoint, or an RnnLmError.
+
+    Damaged newer ones are skipped with a warning and left where they are.
+    """
+    path, damaged = newest_complete(directory, prefix)
+    for bad, why in damaged:
+        logging.warning("%s is damaged (%s): using an older checkpoint", bad, why)
+    if path is None:
+        if damaged:
+            raise RnnLmError(f"no complete checkpoint in {directory}: " + "; ".join(
+                f"{os.path.basename(p)}: {why}" for p, why in damaged))
+        raise RnnLmError(f"no checkpoint in {directory}: train the model first (rnn-lm-train --model_dir="
+                         f"{os.path.dirname(os.path.abspath(directory))})")
+    return path
+
+
+def recover(directory, prefix="ckpt"):
+    """For the directory's owner, before its CheckpointManager reads the state file.
+
+    Returns the newest complete checkpoint's path, or None when there is none
+    (a fresh run).  Damaged newer checkpoints are moved into ``damaged/``.
+    """
+    for name in _listdir(directory):
+        if name.startswith(f"{prefix}-") and name.endswith("_temp"):  # a save that was killed midway
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    path, damaged = newest_complete(directory, prefix)
+    if path is None and damaged:
+        raise RnnLmError(f"no complete checkpoint in {directory} to resume from (" + "; ".join(
+            f"{os.path.basename(p)}: {why}" for p, why in damaged) + "); move them away to start over")
+    for bad, why in damaged:
+        kept = _set_aside(bad)
+        logging.warning("%s is damaged (%s): moved to %s; resuming from %s", bad, why, kept, os.path.basename(path))
+    state_file = os.path.join(directory, STATE_FILE)
+    if path is None:
+        if os.path.exists(state_file):  # names checkpoints that are not there
+            _set_aside(state_file)
+        return None
+    state = _read_state(directory)
+    if state is None or os.path.basename(state.model_checkpoint_path) != os.path.basename(path):
+        _write_state(directory, path, [f"{prefix}-{n}" for n in reversed(numbers(directory, prefix))])
+        logging.warning("%s %s: rebuilt from the checkpoint files (latest %s)", state_file,
+                        "was missing or unreadable" if state is None
+                        else f"named {os.path.basename(state.model_checkpoint_path)}", os.path.basename(path))
+    return path
+
+
+def check_vocabulary(path, fingerprint, vocab_file):
+    """The checkpoint's vocabulary hash (if it has one) must be that of ``vocab_file``'s tokens."""
+    try:
+        stored = tf.train.load_variable(path, VOCAB_KEY)
+    except (tf.errors.NotFoundError, ValueError):
+        return False  # written before checkpoints held the hash
+    stored = stored.decode("utf-8") if isinstance(stored, bytes) else str(stored)
+    if stored != fingerprint:
+        raise RnnLmError(f"{vocab_file} is not the vocabulary {os.path.basename(path)} was trained with "
+                         f"(SHA-256 {fingerprint[:12]}…, the checkpoint's {stored[:12]}…): restore the "
+                         "original vocab.txt")
+    return True
+
+
+def has_vocabulary(path):
+    return any(name == VOCAB_KEY for name, _ in tf.train.list_variables(path))
+
+
+def _write_state(directory, latest, kept):
+    """The state file CheckpointManager reads: ``latest`` and the ``kept`` names (oldest first), each
+    with its index file's time, so that the manager deletes them in turn as it keeps its number."""
+    times = [os.path.getmtime(os.path.join(directory, name + ".index")) for name in kept]
+    state = tf.compat.v1.train.generate_checkpoint_state_proto(
+        directory, os.path.basename(latest), all_model_checkpoint_paths=kept,
+        all_model_checkpoint_timestamps=times, last_preserved_timestamp=min(times) - 1)
+    write_atomically(os.path.join(directory, STATE_FILE), text_format.MessageToString(state))
+
+
+def _read_state(directory):
+    try:
+        return tf.train.get_checkpoint_state(directory)
+    except Exception:  # noqa: BLE001 - a garbled text proto
+        return None
+
+
+def _set_aside(path):
+    """Moves ``path`` and its files (``path.index``, ``path.data-*``) into ``damaged/``, never over another."""
+    directory, base = os.path.split(path)
+    target = os.path.join(directory, DAMAGED_DIR)
+    os.makedirs(target, exist_ok=True)
+    suffix = 0
+    while any(n.startswith(base + (f".{suffix}" if suffix else "") + ".") or
+              n == base + (f".{suffix}" if suffix else "") for n in os.listdir(target)):
+        suffix += 1
+    tag = f".{suffix}" if suffix else ""
+    moved = [name for name in _listdir(directory) if name == base or name.startswith(base + ".")]
+    for name in moved:
+        os.replace(os.path.join(directory, name), os.path.join(target, name.replace(base, base + tag, 1)))
+    return os.path.join(target, base + tag)
+
+
+def _listdir(directory):
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
