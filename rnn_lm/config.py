@@ -20,6 +20,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
 CORPUS_NAMES = ("", "grammar", "ptb", "wikitext2", "wikitext103", "tinyshakespeare")
 CONFIG_FILE = "config.json"
+# The most tokens one continuation may have (rnn-lm-generate's --max_tokens, the SavedModel's generate):
+# a model that never emits <eos> still stops.  Generation's memory grows with the tokens produced.
+MAX_GENERATED_TOKENS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)

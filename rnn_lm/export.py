@@ -5,7 +5,7 @@ tables inside the graph, so a client needs neither rnn_lm nor a vocabulary
 file.  Signatures (TensorFlow Serving style: a leading batch dimension):
 
   serving_default, generate
-      prompts string [B], max_tokens int32 [], temperature float32 [] (0: greedy),
+      prompts string [B], max_tokens int32 [] (at most config.MAX_GENERATED_TOKENS), temperature float32 [] (0: greedy),
       top_k int32 [] (0: off), top_p float32 [] (1: off), seed int64 []
       -> continuations string [B], ids int32 [B, N], lengths int32 [B]
       (N = max(lengths) <= max_tokens: the steps taken; after <eos>, <eos> again)
@@ -28,6 +28,7 @@ import tempfile
 import tensorflow as tf
 
 from rnn_lm import decoding
+from rnn_lm.config import MAX_GENERATED_TOKENS
 from rnn_lm.data.vocab import VOCAB_FILE
 from rnn_lm.errors import RnnLmError, reason
 
@@ -126,6 +127,7 @@ class ServingModule(tf.Module):
         # Every prompt starts from the start-of-sentence context <eos>.
         starts = tf.fill([tf.shape(prompts)[0], 1], self.eos_id)
         prompt_ids = tf.concat([starts, tokens.to_tensor(0)], axis=1)
+        max_tokens = tf.minimum(max_tokens, MAX_GENERATED_TOKENS)
         ids, lengths = decoding.sample(self.model, prompt_ids, tf.cast(tokens.row_lengths(), tf.int32) + 1,
                                        max_tokens, temperature, seed, self.eos_id, top_k=top_k, top_p=top_p)
         return {"continuations": self._text(ids, lengths), "ids": ids, "lengths": lengths}

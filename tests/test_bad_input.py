@@ -4,7 +4,6 @@ Each binary runs in a fresh process with a timeout, so a hang fails the test
 instead of hanging the suite.
 """
 
-import ast
 import os
 import resource
 import subprocess
@@ -12,19 +11,8 @@ import sys
 
 import pytest
 
-import rnn_lm
+from rnn_lm.config import MAX_GENERATED_TOKENS as MAX_TOKENS_LIMIT
 
-
-def _max_tokens_limit():
-    """rnn_lm.bin.generate.MAX_TOKENS_LIMIT, read without importing the binary (and defining its flags here)."""
-    path = os.path.join(os.path.dirname(rnn_lm.__file__), "bin", "generate.py")
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    return next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                and [getattr(t, "id", None) for t in node.targets] == ["MAX_TOKENS_LIMIT"])
-
-
-MAX_TOKENS_LIMIT = _max_tokens_limit()
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TIMEOUT = 300
 TINY = ["--grammar_train_tokens=20000", "--hidden_size=16", "--embedding_size=16", "--num_layers=1",

@@ -16,14 +16,10 @@ import time
 from absl import flags
 
 from rnn_lm.bin import common
+from rnn_lm.config import MAX_GENERATED_TOKENS as MAX_TOKENS_LIMIT
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
-
-# The largest --max_tokens: a model that never emits <eos> still stops, after at
-# most this many tokens per continuation.  (Here and not in rnn_lm.decoding, which
-# imports TensorFlow: flags are defined and checked before TensorFlow loads.)
-MAX_TOKENS_LIMIT = 10000
 
 flags.DEFINE_string("model_dir", "", "A model directory written by rnn-lm-train.")
 flags.DEFINE_string("saved_model", "", "Or a SavedModel written by rnn-lm-train/rnn-lm-export "
