@@ -83,22 +83,25 @@ def find(directory, prefix="ckpt"):
     return path
 
 
-def recover(directory, prefix="ckpt"):
+def recover(directory, prefix="ckpt", resumable=True):
     """For the directory's owner, before its CheckpointManager reads the state file.
 
     Returns the newest complete checkpoint's path, or None when there is none
-    (a fresh run).  Damaged newer checkpoints are moved into ``damaged/``.
+    (a fresh run).  Damaged newer checkpoints are moved into ``damaged/``.  When
+    all are damaged, a folder the run resumes from (``resumable``) is an
+    RnnLmError; another (the best-validation copy) has them moved aside too.
     """
     for name in _listdir(directory):
         if name.startswith(f"{prefix}-") and name.endswith("_temp"):  # a save that was killed midway
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
     path, damaged = newest_complete(directory, prefix)
-    if path is None and damaged:
+    if path is None and damaged and resumable:
         raise RnnLmError(f"no complete checkpoint in {directory} to resume from (" + "; ".join(
             f"{os.path.basename(p)}: {why}" for p, why in damaged) + "); move them away to start over")
     for bad, why in damaged:
         kept = _set_aside(bad)
-        logging.warning("%s is damaged (%s): moved to %s; resuming from %s", bad, why, kept, os.path.basename(path))
+        logging.warning("%s is damaged (%s): moved to %s%s", bad, why, kept,
+                        f"; resuming from {os.path.basename(path)}" if path else "")
     state_file = os.path.join(directory, STATE_FILE)
     if path is None:
         if os.path.exists(state_file):  # names checkpoints that are not there

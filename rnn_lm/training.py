@@ -413,7 +413,7 @@ class Trainer:
         best_dir = os.path.join(checkpoint_dir, "best")
         if self.write_dir == self.model_dir:  # the owner: the files, not the state file, say what there is
             checkpoints.recover(checkpoint_dir, "ckpt")
-            checkpoints.recover(best_dir, "best")
+            checkpoints.recover(best_dir, "best", resumable=False)  # a copy: damaged, it is only set aside
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints, step_counter=self.step,
             checkpoint_name="ckpt")

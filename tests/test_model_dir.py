@@ -315,3 +315,15 @@ def test_export_cleans_up_after_a_killed_export(reference, tmp_path):
     assert not stale.exists()
     assert sorted(n for n in os.listdir(tmp_path / "run") if "saved_model" in n) == ["saved_model", "saved_model.old"]
     assert os.path.isfile(os.path.join(target, "saved_model.pb"))
+
+
+def test_a_damaged_best_checkpoint_is_set_aside_without_blocking_the_run(reference, tmp_path):
+    cfg, _ = reference
+    _train(cfg, tmp_path / "run", max_steps=0, epochs=1)  # one whole epoch: validated, so best/ is written
+    best = os.path.join(tmp_path, "run", "checkpoints", "best")
+    (n,) = checkpoints.numbers(best, "best")
+    os.truncate(os.path.join(best, f"best-{n}.data-00000-of-00001"), 10)
+    resumed = _train(cfg, tmp_path / "run", max_steps=0, epochs=2)
+    assert min(resumed.step_losses) == n + 1 and 2 in resumed.valid_perplexities
+    assert os.listdir(os.path.join(best, checkpoints.DAMAGED_DIR)) != []
+    assert checkpoints.damage(os.path.join(best, f"best-{checkpoints.numbers(best, 'best')[0]}")) is None
