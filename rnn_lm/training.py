@@ -542,7 +542,7 @@ class Trainer:
                     result.skipped_steps += 1
                     logging.warning("step %d: loss %s, gradient norm %s: update skipped", step, loss,
                                     float(metrics["grad_norm"]))
-                    with train_writer.as_default(step=step):
+                    with _logging_to(train_writer, step):
                         tf.summary.scalar("skipped_steps", result.skipped_steps)
                     if t.nan_policy == "stop" or nonfinite_in_a_row >= t.max_nonfinite_steps:
                         last = self.manager.latest_checkpoint
@@ -562,7 +562,7 @@ class Trainer:
                     logging.info("epoch %d step %d (%3.0f%%): loss %.3f, perplexity %.1f, |grad| %.2f, "
                                  "%.0f tokens/s, epoch ends in %s", epoch + 1, step, 100 * done, loss,
                                  math.exp(min(loss, 50)), float(metrics["grad_norm"]), rate, _hms(eta))
-                    with train_writer.as_default(step=step):
+                    with _logging_to(train_writer, step):
                         tf.summary.scalar("loss", loss)
                         tf.summary.scalar("perplexity", math.exp(min(loss, 50)))
                         tf.summary.scalar("learning_rate", lr)
@@ -599,7 +599,7 @@ class Trainer:
             logging.info("epoch %d done: train perplexity %.2f, valid perplexity %.2f",
                          epoch + 1, math.exp(loss_sum / max(loss_n, 1)), valid_ppl)
             logging.info("sample: %s", sample)
-            with valid_writer.as_default(step=int(self.step)):
+            with _logging_to(valid_writer, int(self.step)):
                 tf.summary.scalar("perplexity", valid_ppl)
                 tf.summary.text("sample", sample)
             if t.lr_schedule == "plateau":
@@ -610,8 +610,9 @@ class Trainer:
                 self._save(self.best_manager)
         if int(self.step) != self._last_save[0]:
             self._save()
-        train_writer.flush()
-        valid_writer.flush()
+        for writer in (train_writer, valid_writer):
+            with _logging_to(writer):
+                writer.flush()
         if validated_at != int(self.step):
             result.valid_perplexity = math.nan  # trained on after the last validation
         result.final_step = int(self.step)
@@ -728,9 +729,22 @@ def _write_run_files(config, corpus, model_dir, worker_dir, stored, step):
 
 def _summary_writer(path):
     try:
-        return tf.summary.create_file_writer(path)
+        writer = tf.summary.create_file_writer(path)
     except tf.errors.OpError as e:
         raise RnnLmError(f"cannot write TensorBoard logs to {path} ({reason(e)})") from None
+    writer.path = path
+    return writer
+
+
+@contextlib.contextmanager
+def _logging_to(writer, step=None):
+    """``writer.as_default(step)``; a disk that refuses the events (full, read-only) is one line."""
+    try:
+        with writer.as_default(step=step):
+            yield
+    except (tf.errors.OpError, OSError) as e:
+        raise RnnLmError(f"cannot write TensorBoard logs to {writer.path} ({reason(e)}); the checkpoints are "
+                         "intact: free space, then run the same command to resume") from None
 
 
 def _hms(secs):

@@ -290,12 +290,21 @@ def test_non_finite_numbers_are_refused(tmp_path, flag):
     assert not (tmp_path / "run").exists()
 
 
-def test_unwritable_logs_are_one_line(reference, tmp_path):
+def test_unwritable_logs_are_one_line(reference, tmp_path, monkeypatch):
     cfg, _ = reference
     os.makedirs(tmp_path / "run")
     (tmp_path / "run" / "logs").write_text("not a folder")
     with pytest.raises(RnnLmError, match="cannot write TensorBoard logs to .*logs/train"):
         _train(cfg, tmp_path / "run", max_steps=2)
+    # A disk that fills up during the run (simulated: the event write fails as TensorFlow reports it).
+    import tensorflow as tf
+
+    def disk_full(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.summary, "scalar", disk_full)
+    with pytest.raises(RnnLmError, match="cannot write TensorBoard logs to .*logs/train \\(No space left on device\\)"):
+        _train(cfg, tmp_path / "full", max_steps=2, log_every_steps=1)
 
 
 def test_export_cleans_up_after_a_killed_export(reference, tmp_path):
