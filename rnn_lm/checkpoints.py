@@ -138,8 +138,9 @@ def _write_state(directory, latest, kept):
     """The state file CheckpointManager reads: ``latest`` and the ``kept`` names (oldest first), each
     with its index file's time, so that the manager deletes them in turn as it keeps its number."""
     times = [os.path.getmtime(os.path.join(directory, name + ".index")) for name in kept]
+    # With an absolute save_dir the names are kept as given: relative to the folder, as the manager writes them.
     state = tf.compat.v1.train.generate_checkpoint_state_proto(
-        directory, os.path.basename(latest), all_model_checkpoint_paths=kept,
+        os.path.abspath(directory), os.path.basename(latest), all_model_checkpoint_paths=kept,
         all_model_checkpoint_timestamps=times, last_preserved_timestamp=min(times) - 1)
     write_atomically(os.path.join(directory, STATE_FILE), text_format.MessageToString(state))
 

@@ -440,6 +440,8 @@ class Trainer:
                 raise RnnLmError(f"{path} does not fit this run's optimizer ({reason(e)[:200]}); resume with the "
                                  "--optimizer and --mixed_precision it was trained with (float16 adds a loss "
                                  "scale)") from None
+            except (tf.errors.OpError, ValueError) as e:  # read whole a moment ago: removed or changed since
+                raise RnnLmError(f"cannot restore {path} ({reason(e)[:200]})") from None
             _check_all_restored(path, self.model)
         return path
 

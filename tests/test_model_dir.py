@@ -85,8 +85,10 @@ def test_the_lock_of_a_killed_trainer_is_released_and_named_while_held(tmp_path)
 # Checkpoints found from the files.
 
 @pytest.mark.parametrize("fault", ["missing", "garbled", "names_a_missing_checkpoint"])
-def test_a_bad_state_file_is_rebuilt_from_the_checkpoint_files(reference, tmp_path, fault):
+def test_a_bad_state_file_is_rebuilt_from_the_checkpoint_files(reference, tmp_path, fault, monkeypatch):
     cfg, losses = reference
+    monkeypatch.chdir(tmp_path)  # a relative --model_dir, as a user types it
+    tmp_path = type(tmp_path)(".")
     folder = _run_to_step_4(cfg, tmp_path / "run")
     state = os.path.join(folder, "checkpoint")
     if fault == "missing":
