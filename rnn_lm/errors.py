@@ -9,6 +9,8 @@ Exit statuses of every binary (documented in the README):
     143  stopped by SIGTERM after writing a checkpoint: 128 + 15
 """
 
+import re
+
 EXIT_ERROR = 1
 EXIT_DIVERGED = 3
 
@@ -29,6 +31,9 @@ class Diverged(RnnLmError):
 
 
 def reason(error):
-    """The first line of what an OSError or a TensorFlow error says (its strerror or message)."""
+    """The first line of what an OSError or a TensorFlow error says (its strerror or message), without
+    TensorFlow's op decorations (``{{function_node …}}``, `` [Op:…]``)."""
     text = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "", text.strip().splitlines()[0]
+                  if text.strip() else "")
+    return text.strip() or type(error).__name__
