@@ -17,6 +17,7 @@ files themselves are the truth:
 A folder whose checkpoints are all damaged is an RnnLmError: nothing is guessed.
 """
 
+import itertools
 import os
 import re
 import shutil
@@ -25,8 +26,8 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
 
-from rnn_lm.config import write_atomically
 from rnn_lm.errors import RnnLmError, reason
+from rnn_lm.files import write_atomically
 
 DAMAGED_DIR = "damaged"
 STATE_FILE = "checkpoint"
@@ -130,10 +131,6 @@ def check_vocabulary(path, fingerprint, vocab_file):
     return True
 
 
-def has_vocabulary(path):
-    return any(name == VOCAB_KEY for name, _ in tf.train.list_variables(path))
-
-
 def _write_state(directory, latest, kept):
     """The state file CheckpointManager reads: ``latest`` and the ``kept`` names (oldest first), each
     with its index file's time, so that the manager deletes them in turn as it keeps its number."""
@@ -153,17 +150,16 @@ def _read_state(directory):
 
 
 def _set_aside(path):
-    """Moves ``path`` and its files (``path.index``, ``path.data-*``) into ``damaged/``, never over another."""
+    """Moves ``path`` and its files (``path.index``, ``path.data-*``) into ``damaged/``, never over another:
+    a name already there gets a suffix (``ckpt-4.1.index``)."""
     directory, base = os.path.split(path)
     target = os.path.join(directory, DAMAGED_DIR)
     os.makedirs(target, exist_ok=True)
-    suffix = 0
-    while any(n.startswith(base + (f".{suffix}" if suffix else "") + ".") or
-              n == base + (f".{suffix}" if suffix else "") for n in os.listdir(target)):
-        suffix += 1
-    tag = f".{suffix}" if suffix else ""
-    moved = [name for name in _listdir(directory) if name == base or name.startswith(base + ".")]
-    for name in moved:
+    names = [name for name in _listdir(directory) if name == base or name.startswith(base + ".")]
+    taken = set(os.listdir(target))
+    tag = next(tag for tag in itertools.chain([""], (f".{i}" for i in itertools.count(1)))
+               if not any(name.replace(base, base + tag, 1) in taken for name in names))
+    for name in names:
         os.replace(os.path.join(directory, name), os.path.join(target, name.replace(base, base + tag, 1)))
     return os.path.join(target, base + tag)
 

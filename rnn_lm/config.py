@@ -9,6 +9,7 @@ import math
 import os
 
 from rnn_lm.errors import RnnLmError
+from rnn_lm.files import write_atomically
 
 CELL_TYPES = ("elman", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
@@ -285,19 +286,6 @@ RESUMABLE_FIELDS = {
 def is_resumable(section, field):
     """Whether a resumed run may change ``section.field`` (``RESUMABLE_FIELDS``)."""
     return field in RESUMABLE_FIELDS.get(section, ())
-
-
-def write_atomically(path, text):
-    """Writes ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or
-    the new one, never half of one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _typed(section, values):

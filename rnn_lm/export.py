@@ -209,9 +209,9 @@ def _remove_stale_staging(parent):
 
 def _alive(pid):
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, and is another user's
+        pass
     return True

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from rnn_lm.config import MAX_GENERATED_TOKENS as MAX_TOKENS_LIMIT
+from rnn_lm.config import MAX_GENERATED_TOKENS
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TIMEOUT = 300
@@ -76,11 +76,11 @@ def text_file(folder, name="text.txt", data=b"the dogs eat\n"):
 
 
 def test_too_large_max_tokens_is_one_line_naming_the_cap(model):
-    for value in (MAX_TOKENS_LIMIT + 1, 10 ** 9):
+    for value in (MAX_GENERATED_TOKENS + 1, 10 ** 9):
         proc = run("generate", f"--model_dir={model}", f"--max_tokens={value}", "--prompt=the")
-        error_line(proc, "generate", "--max_tokens", str(value), f"limit of {MAX_TOKENS_LIMIT}")
+        error_line(proc, "generate", "--max_tokens", str(value), f"limit of {MAX_GENERATED_TOKENS}")
     helped = run("generate", "--helpfull")
-    assert f"no <eos> came; at most {MAX_TOKENS_LIMIT}." in " ".join(helped.stdout.split()), helped.stdout[-3000:]
+    assert f"no <eos> came; at most {MAX_GENERATED_TOKENS}." in " ".join(helped.stdout.split()), helped.stdout[-3000:]
 
 
 MEMORY_SCRIPT = r"""

@@ -338,3 +338,17 @@ def test_a_damaged_best_checkpoint_is_set_aside_without_blocking_the_run(referen
     assert min(resumed.step_losses) == n + 1 and 2 in resumed.valid_perplexities
     assert os.listdir(os.path.join(best, checkpoints.DAMAGED_DIR)) != []
     assert checkpoints.damage(os.path.join(best, f"best-{checkpoints.numbers(best, 'best')[0]}")) is None
+
+
+def test_setting_aside_never_overwrites_an_earlier_damaged_checkpoint(tmp_path):
+    """ckpt-4 damaged twice (resumed from ckpt-2 both times): the second one is kept as ckpt-4.1."""
+    for round_ in range(2):
+        for suffix in (".index", ".data-00000-of-00001"):
+            (tmp_path / f"ckpt-4{suffix}").write_text(f"round {round_}")
+        (tmp_path / "ckpt-40.index").write_text("another checkpoint")
+        checkpoints._set_aside(str(tmp_path / "ckpt-4"))
+    kept = tmp_path / checkpoints.DAMAGED_DIR
+    assert {p.name: p.read_text() for p in kept.iterdir()} == {
+        "ckpt-4.index": "round 0", "ckpt-4.data-00000-of-00001": "round 0",
+        "ckpt-4.1.index": "round 1", "ckpt-4.1.data-00000-of-00001": "round 1"}
+    assert (tmp_path / "ckpt-40.index").exists()  # a name that only starts alike stays

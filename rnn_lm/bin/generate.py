@@ -16,7 +16,7 @@ import time
 from absl import flags
 
 from rnn_lm.bin import common
-from rnn_lm.config import MAX_GENERATED_TOKENS as MAX_TOKENS_LIMIT
+from rnn_lm.config import MAX_GENERATED_TOKENS
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
@@ -28,7 +28,7 @@ flags.DEFINE_multi_string("prompt", None, "Text to continue (repeatable). Withou
                           "from stdin, one a line, when stdin is not a terminal; else one empty prompt "
                           "(a new sentence).")
 flags.DEFINE_integer("max_tokens", 50, "Stop after this many tokens if no <eos> came; at most "
-                     f"{MAX_TOKENS_LIMIT}.")
+                     f"{MAX_GENERATED_TOKENS}.")
 flags.DEFINE_float("temperature", 1.0, "Divide the logits by this before sampling; 0: greedy.")
 flags.DEFINE_integer("top_k", 0, "Sample from the k most probable tokens only; 0: all.")
 flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set of tokens whose probability reaches p "
@@ -50,8 +50,8 @@ def check_flags():
         raise RnnLmError("give exactly one of --model_dir and --saved_model")
     if f.max_tokens <= 0 or f.num_samples <= 0 or f.beam_width < 0 or f.top_k < 0:
         raise RnnLmError("--max_tokens and --num_samples must be positive, --beam_width and --top_k >= 0")
-    if f.max_tokens > MAX_TOKENS_LIMIT:
-        raise RnnLmError(f"--max_tokens {f.max_tokens} exceeds the limit of {MAX_TOKENS_LIMIT} tokens")
+    if f.max_tokens > MAX_GENERATED_TOKENS:
+        raise RnnLmError(f"--max_tokens {f.max_tokens} exceeds the limit of {MAX_GENERATED_TOKENS} tokens")
     for name in ("temperature", "top_p", "length_penalty"):
         if not math.isfinite(getattr(f, name)):
             raise RnnLmError(f"--{name} must be a finite number, got {getattr(f, name)}")

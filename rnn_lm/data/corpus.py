@@ -24,6 +24,7 @@ from rnn_lm.data import grammar
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary, token_counts
 from rnn_lm.errors import RnnLmError
+from rnn_lm.files import write_atomically
 
 SPLITS = ("train", "valid", "test")
 CHUNK_BYTES = 1 << 23  # what iter_lines reads at a time
@@ -363,8 +364,4 @@ def _read_json(path):
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -9,6 +9,7 @@ import numpy as np
 
 from rnn_lm.data.tokenizers import EOS, UNK
 from rnn_lm.errors import RnnLmError
+from rnn_lm.files import write_atomically
 
 VOCAB_FILE = "vocab.txt"
 
@@ -75,11 +76,7 @@ class Vocabulary:
         the same file).
         """
         path = os.path.join(directory, VOCAB_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for t in self.tokens:
-                f.write(t + "\n")
-        os.replace(tmp, path)
+        write_atomically(path, "".join(t + "\n" for t in self.tokens))
         return path
 
     @classmethod

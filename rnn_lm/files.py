@@ -1,0 +1,16 @@
+"""Writing a file so that a reader never sees half of it."""
+
+import os
+
+
+def write_atomically(path, text):
+    """Writes ``text`` (UTF-8, ``\\n`` line ends) to ``path`` through a temporary file and a rename:
+    a reader sees the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
