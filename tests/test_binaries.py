@@ -289,3 +289,21 @@ def test_kill_test_binary_resumes_killed_runs_exactly(tmp_path):
     trials = json.loads(out.read_text())["trials"]
     assert len(trials) == 2 and all(t["ok"] and t["losses_equal"] for t in trials)
     assert "2 of 2 killed runs resumed" in proc.stdout
+
+
+@pytest.mark.parametrize("script, flag", [
+    ("rnn-lm-train", "--num_steps"), ("rnn-lm-eval", "--per_sentence"), ("rnn-lm-generate", "--beam_width"),
+    ("rnn-lm-export", "--output_dir"), ("rnn-lm-grammar", "--max_depth"), ("rnn-lm-agreement", "--distances"),
+    ("rnn-lm-diagnose", "--experiment"), ("rnn-lm-benchmark", "--configs"), ("rnn-lm-kill-test", "--trials"),
+    ("rnn-lm-large-corpus", "--size_gb")])
+def test_help_of_every_console_script_shows_its_docstring_and_flags(script, flag):
+    """A console script's __main__ is a stub: --help must still show the binary's docstring and flags."""
+    path = os.path.join(os.path.dirname(sys.executable), script)
+    if not os.path.exists(path):
+        pytest.skip(f"{script} is not installed beside this interpreter")
+    proc = subprocess.run([path, "--help"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]  # (absl exits with 1 after --help)
+    assert proc.stdout.startswith(f"{script}: "), proc.stdout[:300]
+    name = flag[2:]
+    assert f"  --{name}:" in proc.stdout or f"  --[no]{name}:" in proc.stdout, proc.stdout[-2000:]
+    assert "  --flagfile" not in proc.stdout  # absl's own flags stay behind --helpfull

@@ -7,6 +7,7 @@ import sys
 import time
 
 from absl import app
+from absl import flags
 
 from rnn_lm.errors import EXIT_ERROR, RnnLmError, exit_status_for_signal, reason
 
@@ -28,7 +29,19 @@ def run_main(main):
             print(f"{_name()}: interrupted", file=sys.stderr)
             sys.exit(exit_status_for_signal(signal.SIGINT))
 
+    _help_from(sys.modules[main.__module__])
     app.run(guarded)
+
+
+def _help_from(module):
+    """absl's --help prints the docstring of ``__main__`` and the flags defined in the file of
+    ``sys.argv[0]``.  A console script's ``__main__`` is a stub that imports the binary's module, so
+    both are taken from that module (run as ``python -m``, the module is ``__main__`` already)."""
+    if module.__name__ == "__main__":
+        return
+    sys.modules["__main__"].__doc__ = module.__doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def run_timed(cmd, env=None):
