@@ -10,15 +10,16 @@ recursions, the gradients can vanish or explode": for an Elman RNN
 shrinks or grows geometrically with the lag, while the LSTM's and GRU's gates
 can keep h_t ~ h_{t-1} and the gradient alive.
 
-The loop is the cell's own fast path (``fuse``/``project_inputs``/``step``, as
-in ``rnn_lm.unroll``) with a zero "probe" added to every h_t; the gradient with
-respect to the probe at t is the total derivative dJ_T/dh_t, through every
-later step.
+The loop is the model's own, ``rnn_lm.unroll``, with a step hook that adds a
+zero "probe" to every h_t; the gradient with respect to the probe at t is the
+total derivative dJ_T/dh_t, through every later step.  ``gate_trace`` runs the
+same loop with a hook that records each cell's keep gate.
 """
 
 import tensorflow as tf
 
 from rnn_lm import losses
+from rnn_lm.unroll import unroll
 
 
 def gradient_flow(model, ids, targets):
@@ -32,26 +33,26 @@ def gradient_flow(model, ids, targets):
 
 @tf.function(reduce_retracing=True)
 def _flow_graph(model, ids, targets):
-    batch, num_steps = tf.shape(ids)[0], ids.shape[1]
+    batch, num_steps = tf.shape(ids)[0], tf.shape(ids)[1]
     x = model.embed(ids)
-    probes = [[tf.zeros([batch, model.config.hidden_size]) for _ in range(num_steps)] for _ in model.cells]
+    # One probe per layer, a zero [B, H] for every step: only there to be differentiated.
+    probes = [tf.zeros([num_steps, batch, model.config.hidden_size], x.dtype) for _ in model.cells]
     with tf.GradientTape() as tape:
         tape.watch(probes)
-        state = model.zero_state(batch)
-        for layer, cell in enumerate(model.cells):
-            fused = cell.fuse(x.dtype)
-            x_proj = cell.project_inputs(x, fused)  # [B, T, G*H]
-            layer_state, outputs = state[layer], []
-            for t in range(num_steps):
-                h, layer_state = cell.step(x_proj[:, t], layer_state, fused)
-                h = h + probes[layer][t]  # zero: only there to be differentiated
-                layer_state = _replace_h(layer_state, h)
-                outputs.append(h)
-            x = tf.stack(outputs, axis=1)
+        for cell, state, probe in zip(model.cells, model.zero_state(batch), probes):
+            x, _ = unroll(cell, x, state, step_hook=_add_probe(probe))  # [B, T, H]
         logits = model.output_logits(x[:, -1])  # [B, V]
         cost = tf.reduce_mean(losses.token_cross_entropy(logits, targets[:, -1]))
-    grads = tape.gradient(cost, probes)
-    return [tf.stack([tf.norm(g) for g in reversed(layer_grads)]) for layer_grads in grads]
+    grads = tape.gradient(cost, probes)  # [T, B, H] each
+    return [tf.reverse(tf.norm(tf.convert_to_tensor(g), axis=[1, 2]), [0]) for g in grads]
+
+
+def _add_probe(probe):
+    """A step hook that adds probe[t] [B, H] to h_t, in the output and in the state carried on."""
+    def hook(step):
+        h = step.h + tf.gather(probe, step.t)
+        return h, _replace_h(step.state, h)
+    return hook
 
 
 def _replace_h(state, h):
@@ -79,28 +80,26 @@ def gate_trace(model, ids):
                 is a change near 0).
     """
     x = model.embed(tf.convert_to_tensor(ids))
-    batch, num_steps = x.shape[0], x.shape[1]
     traces = []
-    for layer, cell in enumerate(model.cells):
-        fused = cell.fuse(x.dtype)
-        x_proj = cell.project_inputs(x, fused)
-        state = model.zero_state(batch)[layer]
-        keeps, changes, outputs = [], [], []
-        for t in range(num_steps):
-            h_prev = state.h if hasattr(state, "h") else state
-            keep = _keep_gate(cell, x_proj[:, t], h_prev, fused)
-            h, state = cell.step(x_proj[:, t], state, fused)
-            if keep is not None:
-                keeps.append(keep)
-            if t > 0:
-                changes.append(tf.norm(h - h_prev, axis=-1) / tf.norm(h_prev, axis=-1))
-            outputs.append(h)
-        trace = {"change": tf.stack(changes).numpy()}
+    for cell, state in zip(model.cells, model.zero_state(x.shape[0])):
+        keeps = []
+        x, _ = unroll(cell, x, state, step_hook=_record_keep_gate(cell, keeps))  # [B, T, H]
+        h_prev, h = x[:, :-1], x[:, 1:]  # [B, T-1, H]: h_(t-1) and h_t for t = 1 .. T-1
+        change = tf.norm(h - h_prev, axis=-1) / tf.norm(h_prev, axis=-1)  # [B, T-1]
+        trace = {"change": tf.transpose(change).numpy()}
         if keeps:
             trace["keep"] = tf.stack(keeps).numpy()
         traces.append(trace)
-        x = tf.stack(outputs, axis=1)
     return traces
+
+
+def _record_keep_gate(cell, keeps):
+    """A step hook that appends the cell's keep gate [B, H] to ``keeps`` (eager; nothing for Elman)."""
+    def hook(step):
+        keep = cell.keep_gate(step.x_proj, step.prev_state, step.fused)
+        if keep is not None:
+            keeps.append(keep)
+    return hook
 
 
 def gate_statistics(model, ids):
@@ -137,7 +136,7 @@ def agreement_accuracy(model, vocab, distances, pairs=200, seed=0):
     """
     from rnn_lm.data import grammar
     from rnn_lm.data.tokenizers import get_tokenizer
-    from rnn_lm.scoring import SentenceScorer
+    from rnn_lm.evaluation import SentenceScorer
 
     scorer = SentenceScorer(model, vocab, get_tokenizer("word"))
     accuracy = {}
@@ -147,13 +146,3 @@ def agreement_accuracy(model, vocab, distances, pairs=200, seed=0):
         correct = sum(good > bad for good, bad in zip(scores[::2], scores[1::2]))
         accuracy[distance] = correct / len(sentence_pairs)
     return accuracy
-
-
-def _keep_gate(cell, x_proj_t, h_prev, fused):
-    """The gate that carries the old state over: f (LSTM), z (GRU), None (Elman)."""
-    H = cell.units
-    if "U_zr" in fused:  # GRU: z is the first block
-        return tf.sigmoid(x_proj_t[:, :H] + tf.matmul(h_prev, fused["U_zr"][:, :H]))
-    if fused["U"].shape[-1] == 4 * H:  # LSTM: gates in the order i, f, o, g
-        return tf.sigmoid(x_proj_t[:, H:2 * H] + tf.matmul(h_prev, fused["U"][:, H:2 * H]))
-    return None

@@ -20,7 +20,10 @@ import collections
 import keras
 import tensorflow as tf
 
-ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "sigmoid": tf.sigmoid}
+from rnn_lm import config as config_lib
+
+# The names live in rnn_lm.config (checked there before TensorFlow loads); each is a tf.nn function.
+ACTIVATIONS = {name: getattr(tf.nn, name) for name in config_lib.ACTIVATIONS}
 
 LSTMState = collections.namedtuple("LSTMState", ["h", "c"])
 LSTMState.__doc__ = "State of an LSTM layer: hidden state h [B, H] and memory cell c [B, H]."
@@ -70,6 +73,8 @@ class _SlideCell(keras.layers.Layer):
     INPUT_WEIGHTS = ()
     RECURRENT_WEIGHTS = ()
     BIASES = ()
+    # G, the number of gate blocks (one per input weight): the fused matrices are G*H wide.
+    GATES = 0
 
     def __init__(self, units, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
@@ -151,6 +156,18 @@ class _SlideCell(keras.layers.Layer):
         """One time step from a projected input ``[B, G*H]``: returns (h, state)."""
         raise NotImplementedError
 
+    def keep_gate(self, x_proj, state, fused):
+        """The gate that carries the old state over at this step, [B, H]; None if the cell has none.
+
+        Same arguments as ``step`` (the step's projected input and the state
+        going in), for the analysis in ``rnn_lm.analysis``.
+        """
+        return None
+
+    def _block(self, tensor, k):
+        """Gate block k (0-based, in gate order) of a fused ``[..., G*H]`` tensor."""
+        return tensor[..., k * self.units:(k + 1) * self.units]
+
 
 class ElmanCell(_SlideCell):
     """Simple recurrent network (Elman, 1990).
@@ -169,6 +186,7 @@ class ElmanCell(_SlideCell):
     INPUT_WEIGHTS = ("W",)
     RECURRENT_WEIGHTS = ("U",)
     BIASES = ("b",)
+    GATES = len(INPUT_WEIGHTS)
 
     def __init__(self, units, activation="tanh", **kwargs):
         super().__init__(units, **kwargs)
@@ -218,6 +236,7 @@ class LSTMCell(_SlideCell):
     INPUT_WEIGHTS = ("W_xi", "W_xf", "W_xo", "W_xg")
     RECURRENT_WEIGHTS = ("W_hi", "W_hf", "W_ho", "W_hg")
     BIASES = ("b_i", "b_f", "b_o", "b_g")
+    GATES = len(INPUT_WEIGHTS)
 
     @property
     def state_size(self):
@@ -247,11 +266,15 @@ class LSTMCell(_SlideCell):
                 "b": tf.concat([self.b_i, self.b_f, self.b_o, self.b_g], axis=0)}
 
     def step(self, x_proj, state, fused):
-        gates = x_proj + tf.matmul(state.h, fused["U"])  # [B, 4H]
-        i, f, o, g = tf.split(gates, 4, axis=-1)
+        gates = x_proj + tf.matmul(state.h, fused["U"])  # [B, G*H]
+        i, f, o, g = tf.split(gates, self.GATES, axis=-1)
         c = tf.sigmoid(f) * state.c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
         return h, LSTMState(h, c)
+
+    def keep_gate(self, x_proj, state, fused):
+        """The forget gate f_t (block 1 of i, f, o, g)."""
+        return tf.sigmoid(self._block(x_proj, 1) + tf.matmul(state.h, self._block(fused["U"], 1)))
 
 
 class GRUCell(_SlideCell):
@@ -278,6 +301,7 @@ class GRUCell(_SlideCell):
     INPUT_WEIGHTS = ("W_xz", "W_xr", "W_xg")
     RECURRENT_WEIGHTS = ("W_hz", "W_hr", "W_hg")
     BIASES = ("b_z", "b_r", "b_g")
+    GATES = len(INPUT_WEIGHTS)
 
     def call(self, inputs, states):
         h_prev = _first(states)
@@ -302,14 +326,19 @@ class GRUCell(_SlideCell):
         h = z * h_prev + (1.0 - z) * g
         return h, h
 
+    def keep_gate(self, x_proj, state, fused):
+        """The update gate z_t (block 0 of z, r, g)."""
+        return tf.sigmoid(self._block(x_proj, 0) + tf.matmul(state, self._block(fused["U_zr"], 0)))
 
-CELLS = {"elman": ElmanCell, "lstm": LSTMCell, "gru": GRUCell}
+
+# The cell names live in rnn_lm.config; the classes are listed in the same order.
+CELLS = dict(zip(config_lib.CELL_TYPES, (ElmanCell, LSTMCell, GRUCell), strict=True))
 
 
 def make_cell(kind, units, activation="tanh", **kwargs):
-    """Build a cell by name ("elman", "lstm", "gru")."""
+    """Build a cell by name (one of ``rnn_lm.config.CELL_TYPES``); ``activation`` is the Elman cell's."""
     if kind not in CELLS:
         raise ValueError(f"unknown cell {kind!r}; expected one of {sorted(CELLS)}")
-    if kind == "elman":
-        return ElmanCell(units, activation=activation, **kwargs)
+    if CELLS[kind] is ElmanCell:
+        kwargs["activation"] = activation
     return CELLS[kind](units, **kwargs)

@@ -15,6 +15,10 @@ files themselves are the truth:
   checkpoint; leftover ``PREFIX-N_temp`` staging folders of a killed save go.
 
 A folder whose checkpoints are all damaged is an RnnLmError: nothing is guessed.
+
+``load_model`` is how every consumer of a trained model (eval, generate,
+export, diagnose) gets it: the config, the vocabulary and the model with the
+newest complete checkpoint's weights, without any training code.
 """
 
 import itertools
@@ -26,8 +30,12 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
 
+from rnn_lm.config import Config
+from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError, reason
 from rnn_lm.files import write_atomically
+from rnn_lm.model import RNNLanguageModel
+from rnn_lm.model_dir import CHECKPOINT_DIR
 
 DAMAGED_DIR = "damaged"
 STATE_FILE = "checkpoint"
@@ -169,3 +177,120 @@ def _listdir(directory):
         return os.listdir(directory)
     except OSError:
         return []
+
+
+def load_model(model_dir, averaged=True):
+    """Rebuilds the model of ``model_dir`` from its config and newest complete checkpoint.
+
+    Returns (config, vocab, model).  Every model variable must be in the
+    checkpoint (strict restore), and vocab.txt must be the vocabulary it was
+    trained with.  A model trained with averaged SGD holds its averaged weights,
+    unless ``averaged`` is False (then the raw ones).
+    """
+    config = Config.load(model_dir)
+    vocab = Vocabulary.load(model_dir)
+    if len(vocab) != config.model.vocab_size:
+        raise RnnLmError(f"{model_dir}: {VOCAB_FILE} has {len(vocab)} tokens but the model expects "
+                         f"{config.model.vocab_size}")
+    model = RNNLanguageModel(config.model)
+    path = find(os.path.join(model_dir, CHECKPOINT_DIR))
+    check_vocabulary(path, vocab.fingerprint(), os.path.join(model_dir, VOCAB_FILE))
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+        status.expect_partial().assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as e:
+        raise RnnLmError(f"{path} does not fit the model of {model_dir}/config.json "
+                         f"({config.model.describe()}): {reason(e)}") from None
+    check_all_restored(path, model)
+    if averaged and averaged_steps(path):
+        # Averaged SGD: the model to use is the mean of the weights, kept beside the raw ones.
+        tf.train.Checkpoint(averages=model.trainable_variables).read(path).expect_partial()
+    return config, vocab, model
+
+
+def averaged_steps(path):
+    try:
+        return int(tf.train.load_variable(path, "averaged_steps/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.NotFoundError, ValueError):
+        return 0
+
+
+def check_all_restored(path, model):
+    """The checkpoint must hold as many model variables as the model has: none is left at its initial value."""
+    saved = [name for name, _ in tf.train.list_variables(path)
+             if name.startswith("model/") and name.endswith("VARIABLE_VALUE")]
+    if len(saved) != len(model.variables):
+        raise RnnLmError(f"{path}: holds {len(saved)} model variables, the model has {len(model.variables)}")
+
+
+class RunCheckpoints:
+    """The checkpoints a training run writes: the latest ones (``ckpt-N``, ``keep`` of them) and, kept
+    apart in ``best/``, the one of the best validation perplexity so far.
+
+    ``tracked`` ({name: trackable}) is what a checkpoint holds; the vocabulary's SHA-256 is
+    added, so that vocab.txt is checked against it on load.  The owner of ``model_dir``
+    (``write_dir`` is ``model_dir``) first recovers the folder from its files (``recover``);
+    a multi-worker run's other workers write to ``write_dir`` and resume from the owner's.
+    """
+
+    def __init__(self, tracked, vocab, model_dir, write_dir, keep, step):
+        self.model_dir = model_dir
+        self.vocab = vocab
+        self.step = step
+        self.owner = write_dir == model_dir
+        self._tracked = tracked
+        self.vocab_hash = tf.Variable(vocab.fingerprint(), trainable=False, name="vocab")
+        self.checkpoint = tf.train.Checkpoint(vocab=self.vocab_hash, **tracked)
+        directory = os.path.join(write_dir, CHECKPOINT_DIR)
+        best_dir = os.path.join(directory, "best")
+        if self.owner:  # the files, not the state file, say what there is
+            recover(directory, "ckpt")
+            recover(best_dir, "best", resumable=False)  # a copy: damaged, it is only set aside
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
+                                                  step_counter=step, checkpoint_name="ckpt")
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, best_dir, max_to_keep=1,
+                                                       step_counter=step, checkpoint_name="best")
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def restore(self, model):
+        """Resumes from the newest complete checkpoint, if any; returns its path or None."""
+        path = self.latest
+        if not self.owner:  # a worker that is not the chief resumes from the chief's
+            path, _ = newest_complete(os.path.join(self.model_dir, CHECKPOINT_DIR), "ckpt")
+        if not path:
+            return None
+        target = self.checkpoint
+        if not check_vocabulary(path, self.vocab.fingerprint(), os.path.join(self.model_dir, VOCAB_FILE)):
+            target = tf.train.Checkpoint(**self._tracked)  # written before checkpoints held the hash
+        try:
+            target.restore(path).assert_consumed()
+        except AssertionError as e:  # the model was checked before: the optimizer differs
+            raise RnnLmError(f"{path} does not fit this run's optimizer ({reason(e)[:200]}); resume with the "
+                             "--optimizer and --mixed_precision it was trained with (float16 adds a loss "
+                             "scale)") from None
+        except (tf.errors.OpError, ValueError) as e:  # read whole a moment ago: removed or changed since
+            raise RnnLmError(f"cannot restore {path} ({reason(e)[:200]})") from None
+        check_all_restored(path, model)
+        return path
+
+    def save(self, best=False):
+        """Writes a checkpoint named by the training step (``ckpt-<step>``, or ``best-<step>``).
+
+        A disk that refuses it (full, read-only) is a one-line RnnLmError.
+        TensorFlow writes the files under a temporary name and records a
+        checkpoint as the latest only once it is complete, so the last complete
+        checkpoint stays the one a resumed run loads.
+        """
+        manager = self.best_manager if best else self.manager
+        try:
+            manager.save(checkpoint_number=self.step)
+        except (tf.errors.OpError, OSError) as e:
+            last = self.latest
+            raise RnnLmError(
+                f"cannot write a checkpoint in {manager.directory} at step {int(self.step)} ({reason(e)}); " +
+                (f"the last complete one, {os.path.basename(last)}, is intact: free space or fix the "
+                 "permissions, then run the same command to resume" if last else
+                 "no checkpoint had been written yet")) from None

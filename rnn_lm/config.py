@@ -7,62 +7,75 @@ import dataclasses
 import json
 import math
 import os
+from typing import ClassVar
 
-from rnn_lm.errors import RnnLmError
+from rnn_lm.data.corpora import CORPORA
+from rnn_lm.data.tokenizers import TOKENIZERS
+from rnn_lm.errors import RnnLmError, field_ref
 from rnn_lm.files import write_atomically
 
 CELL_TYPES = ("elman", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
-LEVELS = ("word", "char")
+LEVELS = tuple(TOKENIZERS)
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("epoch", "plateau")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
-CORPUS_NAMES = ("", "grammar", "ptb", "wikitext2", "wikitext103", "tinyshakespeare")
+ENCODING_ERRORS = ("strict", "replace")
+CORPUS_NAMES = ("", "grammar") + tuple(CORPORA)
 CONFIG_FILE = "config.json"
 # The most tokens one continuation may have (rnn-lm-generate's --max_tokens, the SavedModel's generate):
 # a model that never emits <eos> still stops.  Generation's memory grows with the tokens produced.
 MAX_GENERATED_TOKENS = 10_000
 
 
+def _field(default, help, choices=None, flag=None):
+    """A config field with what a binary needs to offer it as a flag: its help text, its choices,
+    and the flag's name where it is not the field's (``flag_name``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The language model. ``vocab_size`` is filled in from the built vocabulary."""
-    vocab_size: int = 0
-    cell: str = "lstm"
-    activation: str = "tanh"  # Elman only
-    num_layers: int = 2
-    hidden_size: int = 200
-    embedding_size: int = 200  # 0: one-hot input
-    dropout: float = 0.0  # on the non-recurrent connections: between layers and before the softmax
-    input_dropout: float = -1.0  # on the first layer's input; < 0: the same as dropout
-    locked_dropout: bool = False  # one mask per stream for the whole window (variational), not per step
-    embedding_dropout: float = 0.0  # drops whole word types from the input embedding for a step
-    tie_embeddings: bool = False
-    init_scale: float = 0.1  # uniform(-s, s) initialisation; 0: Keras defaults
+    SECTION: ClassVar[str] = "model"
+    vocab_size: int = _field(0, "Filled in from the vocabulary built from the training split.")
+    cell: str = _field("lstm", "Recurrent cell.", CELL_TYPES)
+    activation: str = _field("tanh", "Elman cell activation f.", ACTIVATIONS)
+    num_layers: int = _field(2, "Stacked recurrent layers.")
+    hidden_size: int = _field(200, "H, units per layer.")
+    embedding_size: int = _field(200, "Word embedding size; 0: one-hot input.")
+    dropout: float = _field(0.0, "Dropout rate on the non-recurrent connections (between layers, before the "
+                            "softmax, and on the first layer's input unless --input_dropout says otherwise).")
+    input_dropout: float = _field(-1.0, "Dropout rate on the first layer's input; negative: --dropout.")
+    locked_dropout: bool = _field(False, "Variational dropout: one mask per stream for the whole window "
+                                  "instead of a new one per time step.")
+    embedding_dropout: float = _field(0.0, "Drop whole word types from the input embedding (every occurrence "
+                                      "of a dropped word in the step reads zeros).")
+    tie_embeddings: bool = _field(False, "Share the embedding with the softmax weights (needs --embedding_size "
+                                  "== --hidden_size).")
+    init_scale: float = _field(0.1, "Weights start uniform in [-s, s]; 0: Keras' initialisers.")
 
     def validate(self):
-        _finite_floats(self)
-        _choice("cell", self.cell, CELL_TYPES)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _positive("num_layers", self.num_layers)
-        _positive("hidden_size", self.hidden_size)
+        _check_fields(self)
+        _positive(self, "num_layers")
+        _positive(self, "hidden_size")
         if self.embedding_size < 0:
-            raise RnnLmError(f"--embedding_size must be >= 0 (0 means one-hot input), got {self.embedding_size}")
+            raise _error(self, "embedding_size", "must be >= 0 (0 means one-hot input)")
         for name in ("dropout", "embedding_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise RnnLmError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+                raise _error(self, name, "must be in [0, 1)")
         if self.input_dropout >= 1.0:
-            raise RnnLmError(f"--input_dropout must be below 1 (negative: as --dropout), got {self.input_dropout}")
+            raise _error(self, "input_dropout", "must be below 1 (negative: as dropout)")
         if self.embedding_dropout and not self.embedding_size:
-            raise RnnLmError("--embedding_dropout needs an embedding (--embedding_size > 0)")
+            raise RnnLmError(f"{_ref(self, 'embedding_dropout')} needs an embedding ({_ref(self, 'embedding_size')} > 0)")
         if self.init_scale < 0:
-            raise RnnLmError(f"--init_scale must be >= 0, got {self.init_scale}")
+            raise _error(self, "init_scale", "must be >= 0")
         if self.tie_embeddings and self.embedding_size != self.hidden_size:
             raise RnnLmError(
-                "--tie_embeddings needs --embedding_size equal to --hidden_size, got "
-                f"{self.embedding_size} and {self.hidden_size}")
+                f"{_ref(self, 'tie_embeddings')} needs {_ref(self, 'embedding_size')} equal to "
+                f"{_ref(self, 'hidden_size')}, got {self.embedding_size} and {self.hidden_size}")
 
     @property
     def input_dropout_rate(self):
@@ -82,32 +95,38 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the text comes from and how it becomes tokens."""
-    corpus: str = ""  # a named corpus (rnn_lm.data.corpora), "grammar", or "" (data_dir, else grammar)
-    data_dir: str = ""  # a folder of train/valid/test.txt, or of the named corpus' files
-    level: str = "word"
-    vocab_size: int = 0  # cap on the vocabulary, specials included; 0: no cap
-    min_count: int = 1
-    encoding_errors: str = "strict"  # bytes that are not UTF-8: an error, or "replace" them by U+FFFD
-    grammar_seed: int = 0
-    grammar_train_tokens: int = 1_000_000
-    grammar_max_depth: int = 2
-    stream_train: bool = False  # train.txt encoded once into MODEL_DIR/data/train.ids and read from there
+    SECTION: ClassVar[str] = "data"
+    corpus: str = _field("", "A named corpus, found in --data_dir or in $RNN_LM_DATA/NAME (downloaded there, "
+                         "checksum-verified, when missing); grammar: the built-in corpus. Empty: --data_dir, "
+                         "else the built-in corpus.", CORPUS_NAMES)
+    data_dir: str = _field("", "Folder with train.txt, valid.txt, test.txt (UTF-8), or with the files of "
+                           "--corpus. Empty: the built-in grammar corpus, or the --corpus cache.")
+    level: str = _field("word", "Tokens are words (split on whitespace) or characters.", LEVELS)
+    vocab_size: int = _field(0, "Cap on the vocabulary size, <unk> and <eos> included; 0: no cap.")
+    min_count: int = _field(1, "Training-split words seen fewer times become <unk>.")
+    encoding_errors: str = _field("strict", "Bytes that are not UTF-8: an error naming the file and offset, or "
+                                  "replaced by U+FFFD.", ENCODING_ERRORS)
+    grammar_seed: int = _field(0, "Built-in corpus: generator seed.")
+    grammar_train_tokens: int = _field(1_000_000, "Built-in corpus: training tokens.")
+    grammar_max_depth: int = _field(2, "Built-in corpus: how deep subject modifiers nest (the distance of "
+                                    "subject-verb agreement).")
+    stream_train: bool = _field(False, "For a --data_dir larger than memory: build the vocabulary in one "
+                                "streaming pass, encode train.txt once into MODEL_DIR/data/train.ids and read "
+                                "training windows from that file (valid and test are read into memory).")
 
     def validate(self):
-        _choice("corpus", self.corpus, CORPUS_NAMES)
+        _check_fields(self)
         if self.corpus == "grammar" and self.data_dir:
-            raise RnnLmError("--corpus=grammar is generated; it takes no --data_dir")
-        _choice("level", self.level, LEVELS)
-        _choice("encoding_errors", self.encoding_errors, ("strict", "replace"))
+            raise RnnLmError(f"{_ref(self, 'corpus')}=grammar is generated; it takes no {_ref(self, 'data_dir')}")
         if self.vocab_size < 0 or self.vocab_size in (1, 2):
-            raise RnnLmError(f"--vocab_size must be 0 (no cap) or at least 3, got {self.vocab_size}")
-        _positive("min_count", self.min_count)
+            raise _error(self, "vocab_size", "must be 0 (no cap) or at least 3")
+        _positive(self, "min_count")
         if self.stream_train and (self.corpus or not self.data_dir):
-            raise RnnLmError("--stream_train reads a --data_dir folder of train/valid/test.txt; "
-                             "it takes no --corpus")
-        _positive("grammar_train_tokens", self.grammar_train_tokens)
+            raise RnnLmError(f"{_ref(self, 'stream_train')} reads a {_ref(self, 'data_dir')} folder of "
+                             f"train/valid/test.txt; it takes no {_ref(self, 'corpus')}")
+        _positive(self, "grammar_train_tokens")
         if self.grammar_max_depth < 0:
-            raise RnnLmError(f"--grammar_max_depth must be >= 0, got {self.grammar_max_depth}")
+            raise _error(self, "grammar_max_depth", "must be >= 0")
 
     @property
     def is_grammar(self):
@@ -129,82 +148,85 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The optimisation. Learning rates are for the lecture's cost, averaged over time."""
-    batch_size: int = 20
-    num_steps: int = 20
-    epochs: int = 1
-    max_steps: int = 0  # 0: no limit
-    optimizer: str = "sgd"
-    learning_rate: float = 20.0  # the tutorial's 1.0 for the summed cost, times num_steps
-    lr_decay: float = 1.0
-    decay_start_epoch: int = 2
-    lr_schedule: str = "epoch"  # decay every epoch from decay_start_epoch, or when validation stops improving
-    plateau_threshold: float = 0.0  # "plateau": decay unless valid perplexity falls by more than this fraction
-    weight_decay: float = 0.0  # L2: the gradient of (weight_decay / 2) * |w|^2 added for every weight
-    average_start_epoch: int = 0  # averaged SGD: evaluate and export the mean of the weights since this epoch
-    max_grad_norm: float = 0.25  # the tutorial's 5 / num_steps; 0: no clipping
-    seed: int = 0
-    eval_batch_size: int = 1  # one stream: exact perplexity
-    log_every_steps: int = 100
-    save_every_steps: int = 0  # 0: at the end of each epoch only
-    save_every_secs: float = 0.0  # 0: no time-based checkpoints
-    nan_policy: str = "skip"  # a non-finite loss or gradient: skip the update, or stop
-    max_nonfinite_steps: int = 10  # stop after this many skipped updates in a row
-    keep_checkpoints: int = 3
-    sample_tokens: int = 30
-    sample_temperature: float = 0.8
-    deterministic: bool = False  # TensorFlow's op determinism (same losses run after run)
-    jit_compile: bool = False  # XLA for the train step and the decoding step
-    compute_dtype: str = "float32"  # --mixed_precision: bfloat16 or float16 (loss-scaled); loss and variables float32
+    SECTION: ClassVar[str] = "train"
+    batch_size: int = _field(20, "Contiguous streams per batch.")
+    num_steps: int = _field(20, "BPTT window: time steps per training step.")
+    epochs: int = _field(1, "Passes over the training split.")
+    max_steps: int = _field(0, "Stop after this many training steps in all; 0: no limit.")
+    optimizer: str = _field("sgd", "SGD (the lecture's) or Adam.", OPTIMIZERS)
+    learning_rate: float = _field(20.0, "Learning rate, for the cost averaged over time steps (a tutorial's "
+                                  "rate for the summed cost times --num_steps: 1.0 x 20).")
+    lr_decay: float = _field(1.0, "Learning rate factor per epoch from --decay_start_epoch.")
+    decay_start_epoch: int = _field(2, "First epoch (1-based) trained with a decayed rate.")
+    lr_schedule: str = _field("epoch", "epoch: times --lr_decay every epoch from --decay_start_epoch; plateau: "
+                              "times --lr_decay after an epoch whose validation perplexity did not improve on "
+                              "the best by more than --plateau_threshold.", LR_SCHEDULES)
+    plateau_threshold: float = _field(0.0, "Relative improvement of the validation perplexity below which the "
+                                      "plateau schedule decays the rate (0.01: less than 1 percent).")
+    weight_decay: float = _field(0.0, "L2 regularisation: weight_decay * w is added to every weight's gradient "
+                                 "(that of (weight_decay / 2) |w|^2), before clipping.")
+    average_start_epoch: int = _field(0, "Averaged SGD: from this epoch (1-based) on, keep the mean of the "
+                                      "weights after every update; validation, test, samples and the export "
+                                      "use it. 0: off.")
+    max_grad_norm: float = _field(0.25, "Clip gradients to this global norm (of the time-averaged cost's "
+                                  "gradient; a tutorial's 5 / --num_steps); 0: no clipping.")
+    seed: int = _field(0, "Seed of initialisation, dropout and samples.")
+    eval_batch_size: int = _field(1, "Streams when computing valid/test perplexity; 1 is exact, more are faster.")
+    log_every_steps: int = _field(100, "Progress line and TensorBoard scalars every N steps.")
+    save_every_steps: int = _field(0, "Checkpoint every N steps as well as after each epoch.")
+    save_every_secs: float = _field(0.0, "Checkpoint every N seconds as well; 0: not by time.")
+    nan_policy: str = _field("skip", "A non-finite loss or gradient norm: skip that update (and stop after "
+                             "--max_nonfinite_steps in a row), or stop at once.", NAN_POLICIES)
+    max_nonfinite_steps: int = _field(10, "Skipped updates in a row that stop training.")
+    keep_checkpoints: int = _field(3, "Checkpoints kept (the best-validation one is kept apart, in "
+                                   "checkpoints/best).")
+    sample_tokens: int = _field(30, "Length of the sample printed after each epoch.")
+    sample_temperature: float = _field(0.8, "Temperature of those samples; 0: greedy.")
+    deterministic: bool = _field(False, "TensorFlow's op determinism: with the same --seed, an interrupted and "
+                                 "resumed run repeats the uninterrupted run's losses (slower on GPUs).")
+    jit_compile: bool = _field(False, "Compile the train step and the decoding step with XLA (measure: it "
+                               "does not always pay).")
+    compute_dtype: str = _field("float32", "Mixed precision (Keras' mixed_bfloat16 / mixed_float16): cells and "
+                                "softmax product in 16 bits; variables, state, softmax and loss in float32; "
+                                "float16 with dynamic loss scaling. Pays only on GPUs and CPUs with native "
+                                "bfloat16 (AVX512_BF16, AMX).", COMPUTE_DTYPES, flag="mixed_precision")
 
     def validate(self):
-        _finite_floats(self)
+        _check_fields(self)
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
-                     "log_every_steps", "keep_checkpoints", "decay_start_epoch"):
-            _positive(name, getattr(self, name))
-        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch"):
+                     "log_every_steps", "keep_checkpoints", "decay_start_epoch", "max_nonfinite_steps"):
+            _positive(self, name)
+        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch", "weight_decay",
+                     "save_every_secs", "sample_temperature", "max_grad_norm"):
             if getattr(self, name) < 0:
-                raise RnnLmError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
+                raise _error(self, name, "must be >= 0")
         if not self.learning_rate > 0:
-            raise RnnLmError(f"--learning_rate must be positive, got {self.learning_rate}")
+            raise _error(self, "learning_rate", "must be positive")
         if not 0.0 < self.lr_decay <= 1.0:
-            raise RnnLmError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+            raise _error(self, "lr_decay", "must be in (0, 1]")
         if not 0.0 <= self.plateau_threshold < 1.0:
-            raise RnnLmError(f"--plateau_threshold must be in [0, 1), got {self.plateau_threshold}")
-        if self.weight_decay < 0:
-            raise RnnLmError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        _choice("mixed_precision", self.compute_dtype, COMPUTE_DTYPES)
-        _choice("nan_policy", self.nan_policy, NAN_POLICIES)
-        _positive("max_nonfinite_steps", self.max_nonfinite_steps)
-        if self.save_every_secs < 0:
-            raise RnnLmError(f"--save_every_secs must be >= 0, got {self.save_every_secs}")
-        if self.sample_temperature < 0:
-            raise RnnLmError(f"--sample_temperature must be >= 0, got {self.sample_temperature}")
-        if self.max_grad_norm < 0:
-            raise RnnLmError(f"--max_grad_norm must be >= 0, got {self.max_grad_norm}")
-
-    def learning_rate_at(self, epoch):
-        """lr of 0-based ``epoch`` for the "epoch" schedule: times lr_decay per epoch, from 1-based
-        decay_start_epoch on.  (The "plateau" schedule's rate depends on validation; the trainer keeps it.)"""
-        return self.learning_rate * self.lr_decay ** max(epoch + 2 - self.decay_start_epoch, 0)
+            raise _error(self, "plateau_threshold", "must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
 class DistributeConfig:
     """Where the train step runs (``rnn_lm.distribute``). Any run may resume under another strategy."""
-    strategy: str = "default"  # default (one device), mirrored, multi_worker (TF_CONFIG), tpu
-    num_cpu_devices: int = 0  # mirrored: split the CPU into this many logical devices (testing); 0: the GPUs
-    tpu: str = ""  # tpu: the TPU's name or grpc:// address; empty: the TPU cluster resolver's default
+    SECTION: ClassVar[str] = "distribute"
+    strategy: str = _field("default", "tf.distribute strategy: one device; mirrored (all local GPUs, or "
+                           "--num_cpu_devices); multi_worker (the cluster in TF_CONFIG); tpu (--tpu). --batch_size "
+                           "is the global batch, split over the replicas.", STRATEGIES)
+    num_cpu_devices: int = _field(0, "--strategy=mirrored over this many logical CPU devices (for testing); "
+                                  "0: the local GPUs.")
+    tpu: str = _field("", "--strategy=tpu: the TPU's name or grpc:// address.")
 
     def validate(self):
-        _choice("strategy", self.strategy, STRATEGIES)
+        _check_fields(self)
         if self.num_cpu_devices < 0:
-            raise RnnLmError(f"--num_cpu_devices must be >= 0, got {self.num_cpu_devices}")
+            raise _error(self, "num_cpu_devices", "must be >= 0")
         if self.num_cpu_devices and self.strategy != "mirrored":
-            raise RnnLmError("--num_cpu_devices is for --strategy=mirrored")
+            raise RnnLmError(f"{_ref(self, 'num_cpu_devices')} is for {_ref(self, 'strategy')}=mirrored")
         if self.tpu and self.strategy != "tpu":
-            raise RnnLmError("--tpu is for --strategy=tpu")
+            raise RnnLmError(f"{_ref(self, 'tpu')} is for {_ref(self, 'strategy')}=tpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,8 +242,9 @@ class Config:
         self.train.validate()
         self.distribute.validate()
         if self.distribute.strategy == "multi_worker" and self.data.stream_train:
-            raise RnnLmError("--stream_train with --strategy=multi_worker is not supported yet "
-                             "(every worker would encode train.ids into the same folder)")
+            raise RnnLmError(f"{field_ref('data', 'stream_train')} with {field_ref('distribute', 'strategy')}="
+                             "multi_worker is not supported yet (every worker would encode train.ids into the "
+                             "same folder)")
         return self
 
     def replace(self, **parts):
@@ -306,18 +329,31 @@ def _typed(section, values):
     return cls(**out)
 
 
-def _finite_floats(section):
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
+def flag_name(section, field):
+    """The flag of config field ``section.field`` in rnn-lm-train (its name, unless the field says otherwise)."""
+    f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == field)
+    return f.metadata.get("flag") or field
+
+
+def _ref(config, field):
+    return field_ref(config.SECTION, field)
+
+
+def _error(config, field, problem):
+    return RnnLmError(f"{_ref(config, field)} {problem}, got {getattr(config, field)!r}")
+
+
+def _check_fields(config):
+    """Every float finite, every field with choices one of them."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise RnnLmError(f"--{f.name} must be a finite number, got {value}")
+            raise RnnLmError(f"{_ref(config, f.name)} must be a finite number, got {value}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise RnnLmError(f"{_ref(config, f.name)} must be one of {', '.join(choices)}, got {value!r}")
 
 
-def _positive(name, value):
-    if value <= 0:
-        raise RnnLmError(f"--{name} must be positive, got {value}")
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise RnnLmError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+def _positive(config, field):
+    if getattr(config, field) <= 0:
+        raise _error(config, field, "must be positive")

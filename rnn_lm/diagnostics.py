@@ -8,7 +8,7 @@ agreement accuracy by distance.  The ``plot_*`` functions draw several such
 results on one figure (matplotlib, written as PNG), and ``log_images`` puts the
 PNGs into TensorBoard.
 
-Two experiments produce the figures of the README's "The lecture, measured":
+Two experiments produce the figures of docs/lecture.md ("The lecture, measured"):
 
 * ``cell_experiment``: Elman, LSTM and GRU language models with (nearly) the
   same number of parameters, trained alike on the built-in corpus, each
@@ -26,13 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnn_lm import analysis
-from rnn_lm.config import Config, DataConfig, ModelConfig, TrainConfig
+from rnn_lm import analysis, cells as cells_lib
+from rnn_lm.config import CELL_TYPES, Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.data import layout, pipeline
 from rnn_lm.model import RNNLanguageModel
 
 AGREEMENT_DISTANCES = (0, 2, 3, 4, 6, 8, 10, 14)
-GATE_COUNT = {"elman": 1, "gru": 3, "lstm": 4}  # blocks of (W, U, b) per cell
 
 
 # ----------------------------------------------------------------------------
@@ -83,7 +82,7 @@ def parameter_count(config):
     count = V * E if E else 0  # the embedding (one-hot input has none)
     inputs = E or V
     for _ in range(config.num_layers):
-        count += GATE_COUNT[config.cell] * (inputs * H + H * H + H)  # W_x., W_h., b_.
+        count += cells_lib.CELLS[config.cell].GATES * (inputs * H + H * H + H)  # W_x., W_h., b_. per gate
         inputs = H
     return count + (0 if config.tie_embeddings else H * V) + V  # V (unless tied), b_y
 
@@ -238,14 +237,14 @@ def write_json(data, path):
 # ----------------------------------------------------------------------------
 # Experiments.
 
-def cell_experiment(out_dir, cells=("elman", "lstm", "gru"), reference_hidden=200, embedding_size=200,
+def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_size=200,
                     num_layers=2, train_tokens=1_000_000, epochs=2, batch_size=32, num_steps=35,
                     learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, log=print):
     """Trains one model per cell at the parameter count of an LSTM of ``reference_hidden`` units on the
     built-in corpus (model directories ``out_dir/<cell>``), and diagnoses each at initialisation and
     after training.  Returns {label: diagnose result} with labels "<cell> H=<n>" and "... (init)".
     """
-    from rnn_lm import training
+    from rnn_lm import checkpoints, training
     from rnn_lm.data import corpus as corpus_lib
 
     data = DataConfig(corpus="grammar", grammar_train_tokens=train_tokens, grammar_seed=seed)
@@ -265,7 +264,7 @@ def cell_experiment(out_dir, cells=("elman", "lstm", "gru"), reference_hidden=20
         config = Config(model=model_config, data=data, train=train_config)
         model_dir = os.path.join(out_dir, cell)
         outcome = training.train(config, model_dir, export=False)
-        _, vocab, model = training.load_model(model_dir)
+        _, vocab, model = checkpoints.load_model(model_dir)
         result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs)
         result.update(valid_perplexity=outcome.valid_perplexity, test_perplexity=outcome.test_perplexity,
                       model_dir=model_dir)
@@ -280,7 +279,7 @@ def exploding_experiment(steps=300, hidden_size=200, init_scale=0.2, learning_ra
     trained by SGD on the built-in corpus for ``steps`` steps, once without clipping and once clipped
     to ``max_grad_norm``: {label: {"loss": [...], "grad_norm": [...]}} per step, from the same start.
     """
-    from rnn_lm import training
+    from rnn_lm import train_step
     from rnn_lm.data import corpus as corpus_lib
 
     corpus = corpus_lib.load_corpus(DataConfig(corpus="grammar", grammar_train_tokens=train_tokens,
@@ -292,7 +291,7 @@ def exploding_experiment(steps=300, hidden_size=200, init_scale=0.2, learning_ra
     for clip in (0.0, max_grad_norm):
         keras.utils.set_random_seed(seed)
         model = RNNLanguageModel(config)
-        step = training.TrainStep(model, keras.optimizers.SGD(learning_rate), batch_size, clip, seed)
+        step = train_step.TrainStep(model, keras.optimizers.SGD(learning_rate), batch_size, clip, seed)
         losses, norms = [], []
         for inputs, targets in windows:
             out = step(inputs, targets)

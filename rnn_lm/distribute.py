@@ -25,7 +25,7 @@ import tempfile
 
 import tensorflow as tf
 
-from rnn_lm.errors import RnnLmError, reason
+from rnn_lm.errors import RnnLmError, field_ref, reason
 
 
 def make_strategy(config):
@@ -43,8 +43,8 @@ def make_strategy(config):
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise RnnLmError("--strategy=multi_worker reads the cluster from the TF_CONFIG environment "
-                             "variable, which is not set (see README, Scaling out)")
+            raise RnnLmError(f"{field_ref('distribute', 'strategy')}=multi_worker reads the cluster from the "
+                             "TF_CONFIG environment variable, which is not set (see docs/scaling.md)")
         try:
             json.loads(os.environ["TF_CONFIG"])
         except ValueError as e:
@@ -57,8 +57,9 @@ def make_strategy(config):
             tf.tpu.experimental.initialize_tpu_system(resolver)
             return tf.distribute.TPUStrategy(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as e:
-            where = config.tpu or "(none given: --tpu)"
-            raise RnnLmError(f"--strategy=tpu: no TPU found at {where} ({reason(e)})") from None
+            where = config.tpu or f"(none given: {field_ref('distribute', 'tpu')})"
+            raise RnnLmError(f"{field_ref('distribute', 'strategy')}=tpu: no TPU found at {where} "
+                             f"({reason(e)})") from None
     raise RnnLmError(f"unknown strategy {name!r}")
 
 
@@ -70,8 +71,8 @@ def _logical_cpus(n):
     except RuntimeError:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != n:
-            raise RnnLmError(f"--num_cpu_devices={n}: TensorFlow's devices were already initialised "
-                             f"with {have} CPU device(s) in this process; start a new one") from None
+            raise RnnLmError(f"{field_ref('distribute', 'num_cpu_devices')}={n}: TensorFlow's devices were already "
+                             f"initialised with {have} CPU device(s) in this process; start a new one") from None
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
@@ -83,8 +84,8 @@ def is_default(strategy):
 
 def check_global_batch(batch_size, num_replicas):
     if batch_size % num_replicas:
-        raise RnnLmError(f"--batch_size={batch_size} does not split over {num_replicas} replicas: "
-                         "use a multiple of the replica count (it is the global batch)")
+        raise RnnLmError(f"{field_ref('train', 'batch_size')}={batch_size} does not split over {num_replicas} "
+                         "replicas: use a multiple of the replica count (it is the global batch)")
 
 
 def distribute_windows(strategy, windows, batch_size):

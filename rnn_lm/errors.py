@@ -20,9 +20,30 @@ def exit_status_for_signal(signum):
     return 128 + int(signum)
 
 
+# A config field named in a message (``field_ref``): the library's text names the field
+# (``train.max_grad_norm``), a binary's names its flag (``--max_grad_norm``).
+_FIELD_REF = re.compile("\x00([a-z_]+)\\.([a-z_0-9]+)\x00")
+
+
+def field_ref(section, name):
+    """How a message names the config field ``section.name``: see ``RnnLmError.naming_flags``."""
+    return f"\x00{section}.{name}\x00"
+
+
 class RnnLmError(ValueError):
-    """Bad input or configuration; the message names the problem in one line."""
+    """Bad input or configuration; the message names the problem in one line.
+
+    Config fields in the message (``field_ref``) read as ``section.field``; a
+    binary shows them as its flags with ``naming_flags``.
+    """
     exit_status = EXIT_ERROR
+
+    def __str__(self):
+        return _FIELD_REF.sub(r"\1.\2", super().__str__())
+
+    def naming_flags(self, flag_of):
+        """The message with each config field named by ``flag_of(section, field)`` as ``--flag``."""
+        return _FIELD_REF.sub(lambda m: "--" + flag_of(m[1], m[2]), super().__str__())
 
 
 class Diverged(RnnLmError):

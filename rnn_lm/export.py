@@ -28,8 +28,10 @@ import tempfile
 import tensorflow as tf
 
 from rnn_lm import decoding
+from rnn_lm import evaluation
 from rnn_lm.config import MAX_GENERATED_TOKENS
-from rnn_lm.data.vocab import VOCAB_FILE
+from rnn_lm.data.tokenizers import UNK, get_tokenizer
+from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError, reason
 
 # What the readers of a SavedModel call: {signature: its input names}.
@@ -81,23 +83,23 @@ class ServingModule(tf.Module):
         # tracked through this list, which is all the SavedModel needs.
         object.__setattr__(self, "model", model)
         self.model_variables = [v.value for v in model.variables]  # the tf.Variables under Keras' wrappers
-        self.level = level
+        # A plain object (not tracked): its string ops are traced into the signatures.
+        object.__setattr__(self, "tokenizer", get_tokenizer(level))
         # Clients join prompt and continuation with a space (word) or nothing (char).
         self.token_level = tf.Variable(level, trainable=False, name="level")
         self.vocab_file = tf.saved_model.Asset(vocab_path)
         self.token_to_id = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=0)
+                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), 
+            default_value=Vocabulary.UNK_ID)
         self.id_to_token = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(self.vocab_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-                                          tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value="<unk>")
-        self.eos_id = 1
+                                          tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value=UNK)
+        self.eos_id = Vocabulary.EOS_ID
         self._state_structure = model.zero_state(1)
 
     def _split(self, text):
-        if self.level == "char":
-            return tf.strings.unicode_split(text, "UTF-8")
-        return tf.strings.split(text)
+        return self.tokenizer.split_in_graph(text)
 
     def _ids(self, tokens):
         return tf.cast(self.token_to_id.lookup(tokens), tf.int32)
@@ -106,7 +108,7 @@ class ServingModule(tf.Module):
         """ids [B, N] -> strings, keeping the first ``lengths`` ids and dropping <eos>."""
         keep = (tf.range(tf.shape(ids)[1])[None, :] < lengths[:, None]) & (ids != self.eos_id)
         tokens = self.id_to_token.lookup(tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int64))
-        return tf.strings.reduce_join(tokens, axis=1, separator="" if self.level == "char" else " ")
+        return tf.strings.reduce_join(tokens, axis=1, separator=self.tokenizer.separator)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def tokenize(self, text):
@@ -135,20 +137,9 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def score(self, sentences):
         tokens = self._ids(self._split(sentences))
-        n = tf.cast(tokens.row_lengths(), tf.int32) + 1  # the sentence's tokens and its <eos>
-        batch = tf.shape(sentences)[0]
-        eos = tf.fill([batch, 1], self.eos_id)
-        padded = tokens.to_tensor(0)
-        inputs = tf.concat([eos, padded], axis=1)  # [B, L+1]
-        targets = tf.concat([padded, tf.zeros([batch, 1], tf.int32)], axis=1)
-        targets = tf.tensor_scatter_nd_update(
-            targets, tf.stack([tf.range(batch), n - 1], axis=1), tf.fill([batch], self.eos_id))
-        logits, _ = self.model(inputs, training=False)
-        log_p = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-        mask = tf.sequence_mask(n, tf.shape(inputs)[1], dtype=log_p.dtype)
-        total = tf.reduce_sum(log_p * mask, axis=1)
-        return {"log_prob": total, "num_tokens": n,
-                "perplexity": tf.exp(-total / tf.cast(n, total.dtype))}
+        log_prob, n = evaluation.sentence_log_probs(self.model, tokens.to_tensor(0),
+                                                    tf.cast(tokens.row_lengths(), tf.int32), self.eos_id)
+        return {"log_prob": log_prob, "num_tokens": n, "perplexity": tf.exp(-log_prob / tf.cast(n, log_prob.dtype))}
 
     @tf.function(input_signature=[_scalar(tf.int32, "batch_size")])
     def zero_state(self, batch_size):
@@ -215,3 +206,34 @@ def _alive(pid):
     except PermissionError:  # it exists, and is another user's
         pass
     return True
+
+
+def saved_model_cross_entropy(path, lines):
+    """Mean -log p per token of ``lines`` (each ending in <eos>) under a SavedModel, in nats.
+
+    Uses only the SavedModel's own signatures (tokenize, zero_state, step), so
+    it checks the exported model itself: one stream from the start context,
+    the state carried through, the whole loop in one graph.  Returns
+    (mean cross entropy, number of tokens, number of <unk>).
+    """
+    served = load_saved_model(path, SCORE_SIGNATURES)
+    tokenized = served.signatures["tokenize"](text=tf.constant(lines))
+    ids = tf.RaggedTensor.from_tensor(tokenized["ids"], lengths=tokenized["lengths"])
+    eos = tf.fill([ids.nrows(), 1], Vocabulary.EOS_ID)
+    stream = tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1).flat_values
+    step = served.signatures["step"]
+
+    @tf.function
+    def total_log_prob(stream):
+        def body(i, previous, state, total):
+            out = step(ids=tf.reshape(previous, [1]), state=state)
+            token = stream[i]
+            return i + 1, token, out["state"], total + tf.cast(out["log_probs"][0, token], tf.float64)
+
+        state = served.signatures["zero_state"](batch_size=tf.constant(1))["state"]
+        _, _, _, total = tf.while_loop(lambda i, *_: i < tf.size(stream), body,
+                                       (tf.constant(0), tf.constant(Vocabulary.EOS_ID), state, tf.constant(0.0, tf.float64)))
+        return total
+
+    n = int(tf.size(stream))
+    return -float(total_log_prob(stream)) / n, n, int(tf.reduce_sum(tf.cast(tf.equal(stream, Vocabulary.UNK_ID), tf.int32)))

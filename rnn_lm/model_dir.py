@@ -34,7 +34,7 @@ from rnn_lm.config import CONFIG_FILE, Config, is_resumable
 from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data.layout import check_trainable
 from rnn_lm.data.vocab import Vocabulary
-from rnn_lm.errors import RnnLmError, reason
+from rnn_lm.errors import RnnLmError, field_ref, reason
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
@@ -69,10 +69,7 @@ def prepare(config, model_dir):
         vocab = Vocabulary.load(model_dir)
     else:
         _refuse_orphan_checkpoints(model_dir)
-    if config.data.stream_train:
-        corpus = corpus_lib.load_streamed_corpus(config.data, model_dir, vocab)
-    else:
-        corpus = corpus_lib.load_corpus(config.data, vocab)
+    corpus = corpus_lib.load(config.data, vocab, model_dir)
     config = config.replace(model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
     if stored is not None and stored.model != config.model:
         raise RnnLmError(f"--model_dir {model_dir} holds a {stored.model.describe()} model; "
@@ -85,13 +82,15 @@ def prepare(config, model_dir):
 def check_vocabulary(corpus, data_config):
     """Refuses a vocabulary that leaves nothing to learn or most of the validation split unknown."""
     if len(corpus.vocab) <= 2:
-        raise RnnLmError(f"the vocabulary holds only <unk> and <eos> (--min_count={data_config.min_count}, "
-                         f"--vocab_size={data_config.vocab_size}): no word of train.txt is kept")
+        raise RnnLmError(f"the vocabulary holds only <unk> and <eos> ({field_ref('data', 'min_count')}="
+                         f"{data_config.min_count}, {field_ref('data', 'vocab_size')}={data_config.vocab_size}): "
+                         "no word of train.txt is kept")
     unk = corpus.unk_rate["valid"]
+    min_count, vocab_size = field_ref("data", "min_count"), field_ref("data", "vocab_size")
     if unk > MAX_VALID_UNK_RATE:
         raise RnnLmError(f"{100 * unk:.1f}% of the validation split is <unk> with this vocabulary of "
-                         f"{len(corpus.vocab)} tokens (--min_count={data_config.min_count}, --vocab_size="
-                         f"{data_config.vocab_size}); lower --min_count or raise --vocab_size")
+                         f"{len(corpus.vocab)} tokens ({min_count}={data_config.min_count}, {vocab_size}="
+                         f"{data_config.vocab_size}); lower {min_count} or raise {vocab_size}")
     if unk > WARN_VALID_UNK_RATE:
         logging.warning("%.1f%% of the validation split is <unk> with this vocabulary of %d tokens: its "
                         "perplexity partly measures how often <unk> comes", 100 * unk, len(corpus.vocab))
@@ -103,7 +102,7 @@ def resume_changes(stored, config, model_dir):
     The model's vocab_size comes from the data and is not compared here.
     """
     changes = _changes(stored, config)
-    fixed = [f"--{field}={old!r} (now {new!r})" for section, field, old, new in changes
+    fixed = [f"{field_ref(section, field)}={old!r} (now {new!r})" for section, field, old, new in changes
              if not is_resumable(section, field)]
     if fixed:
         raise RnnLmError(f"--model_dir {model_dir} was trained with {', '.join(fixed)}; these cannot change "

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_lm import analysis
+from rnn_lm import analysis, unroll as unroll_lib
 from rnn_lm.config import ModelConfig
 from rnn_lm.model import RNNLanguageModel
 
@@ -134,3 +134,93 @@ def test_gate_statistics_against_the_slides(cell):
     else:
         np.testing.assert_allclose(stats["keep"], np.mean(keeps), rtol=1e-4)
         np.testing.assert_allclose(stats["keep>0.9"], np.mean(np.array(keeps) > 0.9), atol=1e-6)
+
+
+# --- Every layer and every step, on both of rnn_lm.unroll's loops, against the slide-form cells.
+
+@pytest.fixture(params=[100, 0], ids=["python-unrolled", "while_loop"])
+def either_loop(request, monkeypatch):
+    """Runs the test once on each of rnn_lm.unroll's two loops."""
+    monkeypatch.setattr(unroll_lib, "MAX_STATIC_UNROLL", request.param)
+
+
+def two_layer_case(cell, seed, batch=2):
+    """A two-layer model of ``cell`` and ids [batch, T], both from ``seed``."""
+    keras.utils.set_random_seed(seed)
+    model = RNNLanguageModel(ModelConfig(vocab_size=V, cell=cell, num_layers=2, hidden_size=H,
+                                         embedding_size=5, init_scale=0.7))
+    return model, np.random.default_rng(seed).integers(0, V, (batch, T)).astype(np.int32)
+
+
+def run_slide_cells(model, ids, step_fn):
+    """The model's layers run by the Keras protocol, one ``cell(x_t, states)`` per step (not rnn_lm.unroll).
+
+    ``step_fn(layer, t, x_t, h_prev, h)`` may return a replacement for h.  Returns the top layer's h [B, T, H].
+    """
+    x = model.embed(tf.constant(ids))
+    for layer, (cell, state) in enumerate(zip(model.cells, model.zero_state(ids.shape[0]))):
+        states, outs = tf.nest.flatten(state), []
+        for t in range(T):
+            h_prev = states[0]
+            h, states = cell(x[:, t], states)
+            states = tf.nest.flatten(states)
+            states[0] = h = step_fn(layer, t, x[:, t], h_prev, h)
+            outs.append(h)
+        x = tf.stack(outs, 1)
+    return x
+
+
+@pytest.mark.usefixtures("either_loop")
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_flow_of_every_layer_and_lag_equals_probes_on_the_slide_cells(cell):
+    model, ids = two_layer_case(cell, 6, batch=3)
+    flows = analysis.gradient_flow(model, ids, ids)
+    probes = [[tf.zeros([3, H]) for _ in range(T)] for _ in model.cells]
+    with tf.GradientTape() as tape:
+        tape.watch(probes)
+        top = run_slide_cells(model, ids, lambda layer, t, x_t, h_prev, h: h + probes[layer][t])
+        logits = model.output_logits(top[:, -1])
+        cost = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(ids[:, -1], logits))
+    want = [np.array([np.linalg.norm(g) for g in reversed(layer)]) for layer in tape.gradient(cost, probes)]
+    assert len(flows) == 2
+    for got, w in zip(flows, want):
+        np.testing.assert_allclose(got, w, rtol=1e-4)
+
+
+@pytest.mark.usefixtures("either_loop")
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_gate_trace_of_every_layer_equals_the_slide_cells(cell):
+    """The whole keep and change arrays of both layers; the keep gate from the slide-named weights."""
+    model, ids = two_layer_case(cell, 7)
+    traces = analysis.gate_trace(model, ids)
+    keeps, changes = [[], []], [[], []]
+
+    def record(layer, t, x_t, h_prev, h):
+        c = model.cells[layer]
+        if cell != "elman":
+            g = {"lstm": "f", "gru": "z"}[cell]
+            a = x_t.numpy() @ getattr(c, f"W_x{g}").numpy() + h_prev.numpy() @ getattr(c, f"W_h{g}").numpy()
+            keeps[layer].append(1 / (1 + np.exp(-(a + getattr(c, f"b_{g}").numpy()))))
+        if t > 0:
+            changes[layer].append(np.linalg.norm(h - h_prev, axis=-1) / np.linalg.norm(h_prev, axis=-1))
+        return h
+
+    run_slide_cells(model, ids, record)
+    assert len(traces) == 2
+    for layer, trace in enumerate(traces):
+        np.testing.assert_allclose(trace["change"], np.array(changes[layer]), rtol=1e-5)
+        if cell == "elman":
+            assert "keep" not in trace
+        else:
+            assert trace["keep"].shape == (T, 2, H)
+            np.testing.assert_allclose(trace["keep"], np.array(keeps[layer]), rtol=1e-5, atol=1e-6)
+
+
+def test_flow_of_one_model_at_several_lengths():
+    """A second length retraces _flow_graph with T unknown; the loop then runs to the tensor's length."""
+    model, _ = two_layer_case("gru", 8)
+    rng = np.random.default_rng(8)
+    for t in (T, 4, 9):
+        ids = rng.integers(0, V, (2, t)).astype(np.int32)
+        flows = analysis.gradient_flow(model, ids, ids)
+        assert [f.shape for f in flows] == [(t,), (t,)] and all(np.all(np.isfinite(f)) for f in flows)

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_lm import benchmark
+from rnn_lm_tools import machine
+from rnn_lm_tools import speed
+from rnn_lm_tools import timing
 
-TINY = benchmark.SIZES["tiny"]  # vocabulary 50, H 8, 2 layers, T 4, batch 4
+TINY = speed.SIZES["tiny"]  # vocabulary 50, H 8, 2 layers, T 4, batch 4
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
@@ -25,25 +27,25 @@ def test_keras_step_computes_what_rnn_lm_step_computes(cell):
     rnn_lm's slide-named weights in their own fused gate order, are the same
     function, and the two steps apply the same update.
     """
-    model = benchmark.make_rnn_lm(cell, TINY, seed=3)
-    ours = benchmark.make_rnn_lm_step(model, TINY)
-    _, theirs = benchmark.make_keras_step(cell, TINY, model)
-    for inputs, targets in benchmark.random_batches(TINY, count=2, seed=1):
+    model = speed.make_rnn_lm(cell, TINY, seed=3)
+    ours = speed.make_rnn_lm_step(model, TINY)
+    _, theirs = speed.make_keras_step(cell, TINY, model)
+    for inputs, targets in speed.random_batches(TINY, count=2, seed=1):
         a, b = ours(inputs, targets), theirs(inputs, targets)
         np.testing.assert_allclose(float(a["loss"]), float(b["loss"]), rtol=1e-5)
         np.testing.assert_allclose(float(a["grad_norm"]), float(b["grad_norm"]), rtol=1e-5)
-    assert float(a["grad_norm"]) > benchmark.MAX_GRAD_NORM  # clipping was exercised too
+    assert float(a["grad_norm"]) > speed.MAX_GRAD_NORM  # clipping was exercised too
 
 
 def test_a_wrong_gate_order_would_be_caught():
     """The check above has teeth: LSTM weights copied in the slides' order i, f, o, g differ."""
-    model = benchmark.make_rnn_lm("lstm", TINY, seed=3)
-    keras_model = benchmark.KerasLM("lstm", TINY)
+    model = speed.make_rnn_lm("lstm", TINY, seed=3)
+    keras_model = speed.KerasLM("lstm", TINY)
     keras_model.copy_from(model)
     kernel = keras_model.rnn_layers[0].cell.kernel
     i, f, g, o = tf.split(kernel, 4, axis=1)
     kernel.assign(tf.concat([i, f, o, g], axis=1))
-    inputs, _ = benchmark.random_batches(TINY, count=1)[0]
+    inputs, _ = speed.random_batches(TINY, count=1)[0]
     state = model.zero_state(TINY.batch_size)
     ours, _ = model(inputs, state)
     theirs, _ = keras_model(inputs, keras_model.zero_state(TINY.batch_size))
@@ -57,24 +59,24 @@ def test_flops_of_the_tiny_config_by_hand():
     #   Elman (1 gate,   8 columns): layer = 2*8*8 + 2*8*8 = 256, x2 = 512
     #   softmax: 2*8*50 = 800
     # Training = 3 x forward.
-    assert benchmark.forward_flops("lstm", TINY) == 16 * (2048 + 800) == 45_568
-    assert benchmark.train_flops("lstm", TINY) == 136_704
-    assert benchmark.train_flops("gru", TINY) == 3 * 16 * (1536 + 800) == 112_128
-    assert benchmark.train_flops("elman", TINY) == 3 * 16 * (512 + 800) == 62_976
+    assert speed.forward_flops("lstm", TINY) == 16 * (2048 + 800) == 45_568
+    assert speed.train_flops("lstm", TINY) == 136_704
+    assert speed.train_flops("gru", TINY) == 3 * 16 * (1536 + 800) == 112_128
+    assert speed.train_flops("elman", TINY) == 3 * 16 * (512 + 800) == 62_976
     # Medium LSTM: per token 2 * (2*650*2600 * 2) + 2*650*10000 = 26.52M, x 700 tokens x 3.
-    assert benchmark.train_flops("lstm", benchmark.SIZES["medium"]) == 55_692_000_000
+    assert speed.train_flops("lstm", speed.SIZES["medium"]) == 55_692_000_000
 
 
 def test_softmax_only_step_is_the_cross_entropy_of_embedding_times_v():
     """The profile's no-recurrence step: loss = mean -log softmax(E[w] V + b_y)[target], in float64."""
-    model = benchmark.make_rnn_lm("lstm", TINY, seed=2)
+    model = speed.make_rnn_lm("lstm", TINY, seed=2)
     E, V, b = (np.float64(v.numpy()) for v in (model.embedding, model.V, model.b_y))
-    inputs, targets = benchmark.random_batches(TINY, count=1, seed=4)[0]
+    inputs, targets = speed.random_batches(TINY, count=1, seed=4)[0]
     logits = E[inputs] @ V + b
     log_p = logits - logits.max(-1, keepdims=True)
     log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
     expected = -np.take_along_axis(log_p, targets[..., None], -1).mean()
-    step = benchmark.SoftmaxOnlyStep(model)
+    step = speed.SoftmaxOnlyStep(model)
     np.testing.assert_allclose(float(step(inputs, targets)["loss"]), expected, rtol=1e-5)
     assert not np.allclose(model.V.numpy(), V)  # and it updated the output weights
 
@@ -82,7 +84,7 @@ def test_softmax_only_step_is_the_cross_entropy_of_embedding_times_v():
 def test_interleaving_reverses_the_order_every_other_round():
     calls = []
     fns = {name: (lambda name=name: calls.append(name) or name) for name in "ABC"}
-    times, last = benchmark.interleaved(fns, rounds=3, calls_per_round=2)
+    times, last = timing.interleaved(fns, rounds=3, calls_per_round=2)
     assert "".join(calls) == "AABBCC" "CCBBAA" "AABBCC"
     assert {name: len(t) for name, t in times.items()} == {"A": 3, "B": 3, "C": 3}
     assert last == {"A": "A", "B": "B", "C": "C"}
@@ -90,7 +92,7 @@ def test_interleaving_reverses_the_order_every_other_round():
 
 def _run_binary(*flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "rnn_lm.bin.benchmark", *flags],
+    return subprocess.run([sys.executable, "-m", "rnn_lm_tools.benchmark", *flags],
                           capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -127,3 +129,11 @@ def test_binary_rejects_an_unknown_config():
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "--configs" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_cpu_info_reads_the_first_processors_name_and_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Chip A\nflags\t\t: fpu avx512f amx_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Chip B\nflags\t\t: fpu\n")
+    assert machine.cpu_info(cpuinfo) == ("Chip A", {"fpu", "avx512f", "amx_bf16"})
+    assert machine.cpu_info(tmp_path / "absent") == ("", frozenset())

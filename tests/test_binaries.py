@@ -19,7 +19,9 @@ TINY = ["--num_layers=1", "--hidden_size=16", "--embedding_size=8", "--batch_siz
 
 
 def run(binary, *args):
-    return subprocess.run([sys.executable, "-m", f"rnn_lm.bin.{binary}", *args],
+    """``python -m rnn_lm.bin.<binary>``, or of the module ``binary`` when it is a dotted name."""
+    module = binary if "." in binary else f"rnn_lm.bin.{binary}"
+    return subprocess.run([sys.executable, "-m", module, *args],
                           capture_output=True, text=True, env=ENV, timeout=300)
 
 
@@ -283,8 +285,8 @@ def test_kill_test_binary_resumes_killed_runs_exactly(tmp_path):
     """Two runs killed at random moments (SIGKILL) and resumed: every logged loss equals the reference's."""
     data = write_corpus(tmp_path / "data", (40, 3, 3))
     out = tmp_path / "trials.json"
-    proc = run("kill_test", f"--data_dir={data}", f"--work_dir={tmp_path / 'work'}", "--trials=2", "--steps=8",
-               "--train_flags=" + ",".join(TINY), f"--json_out={out}")
+    proc = run("rnn_lm_tools.kill_test", f"--data_dir={data}", f"--work_dir={tmp_path / 'work'}", "--trials=2",
+               "--steps=8", "--train_flags=" + ",".join(TINY), f"--json_out={out}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     trials = json.loads(out.read_text())["trials"]
     assert len(trials) == 2 and all(t["ok"] and t["losses_equal"] for t in trials)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_lm import cells
+from rnn_lm import cells, config
 from rnn_lm.unroll import unroll
 
 B, T, IN, H = 2, 4, 3, 5
@@ -306,3 +306,40 @@ def test_every_weight_starts_with_its_own_values(kind):
     again.build((None, 6))
     for a, b in zip(cell.trainable_variables, again.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())  # reproducible from the global seed
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+def test_keep_gate_is_the_slides_f_or_z(kind):
+    """keep_gate from the fast path's arguments equals f (LSTM) or z (GRU) in NumPy; Elman has none."""
+    cell, p = make(kind, "tanh")
+    x, state = make_inputs(kind)
+    x_t, h = x[:, 0], state[0]  # [B, in], [B, H]
+    fused = cell.fuse()
+    x_proj = cell.project_inputs(tf.constant(x_t, tf.float32), fused)
+    keep = cell.keep_gate(x_proj, cell_state(kind, [tf.constant(s, tf.float32) for s in state]), fused)
+    if kind == "elman":
+        assert keep is None
+        return
+    g = {"lstm": "f", "gru": "z"}[kind]
+    assert_close(keep, sigmoid(x_t @ p[f"W_x{g}"] + h @ p[f"W_h{g}"] + p[f"b_{g}"]), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("kind,gates", [("elman", 1), ("lstm", 4), ("gru", 3)])
+def test_gate_count_is_the_width_of_the_fused_matrices(kind, gates):
+    cell = cells.make_cell(kind, H)
+    cell.build((None, IN))
+    assert cells.CELLS[kind].GATES == type(cell).GATES == gates
+    fused = cell.fuse()
+    assert fused["W_x"].shape == (IN, gates * H) and fused["b"].shape == (gates * H,)
+    assert sum(w.shape[-1] for name, w in fused.items() if name != "W_x" and w.shape.rank == 2) == gates * H
+
+
+def test_names_are_the_configs():
+    """The cell and activation names have one home, rnn_lm.config (which imports no TensorFlow)."""
+    assert tuple(cells.CELLS) == config.CELL_TYPES
+    assert tuple(cells.ACTIVATIONS) == config.ACTIVATIONS
+    assert {name: type(cells.make_cell(name, H)) for name in config.CELL_TYPES} == {
+        "elman": cells.ElmanCell, "lstm": cells.LSTMCell, "gru": cells.GRUCell}
+    for name, f in cells.ACTIVATIONS.items():
+        a = np.linspace(-3, 3, 7)
+        assert_close(f(tf.constant(a)), NP_ACTIVATIONS[name](a), rtol=1e-12)

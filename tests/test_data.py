@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from rnn_lm.config import DataConfig
-from rnn_lm.data import pipeline
+from rnn_lm.data import layout, pipeline
 from rnn_lm.data.corpus import load_corpus, read_lines, read_split_lines
 from rnn_lm.data.tokenizers import EOS, UNK, CharTokenizer, WordTokenizer, get_tokenizer
 from rnn_lm.data.vocab import Vocabulary
@@ -42,6 +42,27 @@ def test_word_detokenize_round_trip_lines():
     lines = ["a b", "", "c d"]
     tok = WordTokenizer()
     assert tok.detokenize([t for line in lines for t in tok.tokenize(line)]) == "a b\n\nc d\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=8))
+def test_python_and_in_graph_tokenizers_agree_on_any_text(texts):
+    """The SavedModel splits text with TensorFlow string ops; they give the Python tokenizer's tokens
+    for any text: Unicode whitespace (U+3000, U+0085, U+001C ...), line breaks and empty strings included."""
+    import tensorflow as tf
+    for tokenizer in (WordTokenizer(), CharTokenizer()):
+        graph = tokenizer.split_in_graph(tf.constant(texts)).to_list()
+        assert [[t.decode("utf-8") for t in row] for row in graph] == \
+            [tokenizer.tokenize_prompt(text) for text in texts], tokenizer.level
+
+
+def test_in_graph_word_split_knows_every_unicode_separator():
+    import tensorflow as tf
+    from rnn_lm.data.tokenizers import whitespace
+    text = "a" + "b".join(whitespace()) + "c"
+    assert len(whitespace()) == 29 and "\u3000" in whitespace() and "\x1c" in whitespace()
+    graph = WordTokenizer().split_in_graph(tf.constant([text])).to_list()[0]
+    assert [t.decode("utf-8") for t in graph] == text.split() == ["a"] + ["b"] * (len(whitespace()) - 1) + ["c"]
 
 
 def test_char_tokenizer_round_trip():
@@ -219,9 +240,9 @@ def test_train_windows_start_window_skips_exactly():
 
 def test_check_trainable_boundary():
     # One window needs batch_size * (num_steps + 1) tokens: T inputs and one more target per row.
-    pipeline.check_trainable(3 * 5, batch_size=3, num_steps=4)
+    layout.check_trainable(3 * 5, batch_size=3, num_steps=4)
     with pytest.raises(RnnLmError, match=r"14 tokens.*15") as e:
-        pipeline.check_trainable(3 * 5 - 1, batch_size=3, num_steps=4)
+        layout.check_trainable(3 * 5 - 1, batch_size=3, num_steps=4)
     assert "\n" not in str(e.value)
     with pytest.raises(RnnLmError):
         pipeline.train_windows(np.arange(14, dtype=np.int32), 3, 4)

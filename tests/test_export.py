@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rnn_lm import checkpoints
+from rnn_lm import evaluation
 from rnn_lm import decoding, training
 from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data.tokenizers import WordTokenizer
@@ -51,7 +53,7 @@ def exported(tmp_path_factory):
     data = write_corpus(root / "data", (30, 3, 3))
     model_dir = str(root / "run")
     training.train(tiny_config(data, max_steps=40), model_dir)
-    config, vocab, model = training.load_model(model_dir)
+    config, vocab, model = checkpoints.load_model(model_dir)
     stream = corpus_lib.load_corpus(config.data, vocab).test
     proc = subprocess.run([sys.executable, "-c", CLIENT, os.path.join(model_dir, "saved_model"),
                            json.dumps(stream.tolist())],
@@ -114,5 +116,5 @@ def test_corpus_perplexity_through_the_saved_model_equals_the_evaluator(exported
     vocab, model, served = exported
     stream = served["stream"]
     served_ppl = np.exp(-served["stream_log_prob"] / len(stream))
-    expected = training.Evaluator(model, 1, 7, vocab.eos_id).perplexity(stream)
+    expected = evaluation.Evaluator(model, 1, 7, vocab.eos_id).perplexity(stream)
     np.testing.assert_allclose(served_ppl, expected, rtol=1e-4)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rnn_lm import train_step
 from rnn_lm import training
 from rnn_lm.config import ModelConfig
 from rnn_lm.model import RNNLanguageModel
@@ -43,7 +44,7 @@ def test_bfloat16_train_step_gives_float32_gradients_close_to_float32():
     ids = tf.constant(np.random.default_rng(2).integers(0, 40, (4, 6)), tf.int32)
     results = []
     for model in (full, mixed):
-        step = training.TrainStep(model, keras.optimizers.SGD(1.0), batch_size=4, max_grad_norm=0)
+        step = train_step.TrainStep(model, keras.optimizers.SGD(1.0), batch_size=4, max_grad_norm=0)
         metrics = step(ids, ids)
         results.append((float(metrics["loss"]), float(metrics["grad_norm"])))
         assert all(v.dtype == tf.float32 for v in model.trainable_variables)
@@ -70,8 +71,8 @@ def float16_twins():
 def test_float16_loss_scaled_train_step_matches_float32():
     full, half = float16_twins()
     ids = tf.constant(np.random.default_rng(2).integers(0, 40, (4, 6)), tf.int32)
-    step32 = training.TrainStep(full, keras.optimizers.SGD(1.0), batch_size=4, max_grad_norm=0.1)
-    step16 = training.TrainStep(half, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
+    step32 = train_step.TrainStep(full, keras.optimizers.SGD(1.0), batch_size=4, max_grad_norm=0.1)
+    step16 = train_step.TrainStep(half, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
                                 batch_size=4, max_grad_norm=0.1)
     m32, m16 = step32(ids, ids), step16(ids, ids)
     assert bool(m16["applied"]) and bool(m16["clipped"]) == bool(m32["clipped"])
@@ -85,7 +86,7 @@ def test_float16_loss_scaled_train_step_matches_float32():
 
 def test_float16_overflow_skips_the_step_and_halves_the_loss_scale():
     _, half = float16_twins()
-    step = training.TrainStep(half, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
+    step = train_step.TrainStep(half, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
                               batch_size=4, max_grad_norm=0.25)
     step.optimizer.dynamic_scale.assign(2.0 ** 60)  # scaled gradients beyond float16's 65504
     before = [v.numpy() for v in half.trainable_variables]

@@ -99,7 +99,7 @@ def test_a_bad_state_file_is_rebuilt_from_the_checkpoint_files(reference, tmp_pa
     else:
         with open(state, "w") as f:
             f.write('model_checkpoint_path: "ckpt-8"\nall_model_checkpoint_paths: "ckpt-8"\n')
-    assert training.load_model(str(tmp_path / "run"))  # a reader finds ckpt-4 without the state file
+    assert checkpoints.load_model(str(tmp_path / "run"))  # a reader finds ckpt-4 without the state file
     _assert_resumed_from(_train(cfg, tmp_path / "run"), 4, losses)
     assert sorted(checkpoints.numbers(folder, "ckpt")) == [2, 4, 6]  # none deleted or overwritten
 
@@ -121,7 +121,7 @@ def test_a_damaged_newest_checkpoint_falls_back_and_is_kept_aside(reference, tmp
         os.remove(data)
     damaged = {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder) if n.startswith("ckpt-4.")}
     # A reader skips it and leaves it where it is.
-    _, _, model = training.load_model(str(tmp_path / "run"))
+    _, _, model = checkpoints.load_model(str(tmp_path / "run"))
     assert sorted(n for n in os.listdir(folder) if n.startswith("ckpt-4.")) == sorted(damaged)
     # The owner resumes from ckpt-2 and keeps ckpt-4's files, byte for byte, in damaged/.
     _assert_resumed_from(_train(cfg, tmp_path / "run"), 2, losses)
@@ -138,7 +138,7 @@ def test_a_folder_of_only_damaged_checkpoints_is_refused_and_left_alone(referenc
     with pytest.raises(RnnLmError, match="no complete checkpoint in .*ckpt-2: "):
         _train(cfg, tmp_path / "run")
     with pytest.raises(RnnLmError, match="no complete checkpoint in "):
-        training.load_model(str(tmp_path / "run"))
+        checkpoints.load_model(str(tmp_path / "run"))
     assert sorted(os.listdir(folder)) == before
 
 
@@ -197,7 +197,7 @@ def test_a_changed_vocabulary_is_refused(reference, tmp_path):
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(tokens) + "\n")
     with pytest.raises(RnnLmError, match="vocab.txt is not the vocabulary ckpt-4 was trained with"):
-        training.load_model(str(tmp_path / "run"))
+        checkpoints.load_model(str(tmp_path / "run"))
     with pytest.raises(RnnLmError, match="vocab.txt is not the vocabulary ckpt-4 was trained with"):
         _train(cfg, tmp_path / "run")
 
@@ -274,7 +274,7 @@ def test_config_json_of_the_wrong_type_is_one_line(reference, tmp_path):
     good = json.loads(path.read_text())
     for section, field, value, needle in [("model", "hidden_size", "24", "model.hidden_size must be int"),
                                           ("train", "max_grad_norm", None, "train.max_grad_norm must be float"),
-                                          ("model", "num_layers", -1, "--num_layers must be positive"),
+                                          ("model", "num_layers", -1, "model.num_layers must be positive"),
                                           ("model", "colour", 1, "model has no field 'colour'")]:
         bad = json.loads(json.dumps(good))
         bad[section][field] = value
@@ -314,7 +314,7 @@ def test_export_cleans_up_after_a_killed_export(reference, tmp_path):
     from rnn_lm import export
     cfg, _ = reference
     _train(cfg, tmp_path / "run", max_steps=2)
-    config, vocab, model = training.load_model(str(tmp_path / "run"))
+    config, vocab, model = checkpoints.load_model(str(tmp_path / "run"))
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = tmp_path / "run" / f"{export.STAGING_PREFIX}{dead.pid}-abc"

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rnn_lm import schedules
+from rnn_lm import checkpoints
+from rnn_lm import evaluation
+from rnn_lm import train_step
 from rnn_lm import training
 from rnn_lm.config import ModelConfig
 from rnn_lm.data import corpus as corpus_lib
@@ -70,7 +74,7 @@ def test_input_dropout_defaults_to_dropout():
 
 
 @pytest.mark.parametrize("bad, needle", [
-    (dict(embedding_dropout=1.0), "--embedding_dropout"), (dict(input_dropout=1.0), "--input_dropout"),
+    (dict(embedding_dropout=1.0), "model.embedding_dropout"), (dict(input_dropout=1.0), "model.input_dropout"),
     (dict(embedding_dropout=0.1, embedding_size=0), "needs an embedding")])
 def test_bad_dropout_settings(bad, needle):
     with pytest.raises(RnnLmError, match=needle):
@@ -87,7 +91,7 @@ def test_weight_decay_adds_lambda_w_to_every_gradient():
         keras.utils.set_random_seed(0)
         model = RNNLanguageModel(config)
         start = [v.numpy().astype(np.float64) for v in model.trainable_variables]
-        step = training.TrainStep(model, keras.optimizers.SGD(lr), batch_size=2, max_grad_norm=0,
+        step = train_step.TrainStep(model, keras.optimizers.SGD(lr), batch_size=2, max_grad_norm=0,
                                   weight_decay=decay)
         step(ids[:, :-1], ids[:, 1:])
         updated.append([v.numpy().astype(np.float64) for v in model.trainable_variables])
@@ -105,15 +109,15 @@ def test_plateau_schedule_by_hand(tmp_path):
     # After epoch 1: the first best. 2: 0.5 % better, but epoch 3 keeps the rate. 3: 0.5 % better:
     # decay. 4: 10 % better. 5: worse than the best: decay. 6: 2 % better than the best (89.1).
     for epoch, ppl in enumerate([100.0, 99.5, 99.0, 89.1, 95.0, 87.3]):
-        trainer._plateau(epoch, ppl)
-        rates.append(float(trainer.plateau_lr))
+        trainer.learning_rate.after_epoch(epoch, ppl)
+        rates.append(trainer.learning_rate.at(epoch + 1))
     assert rates == [20.0, 20.0, 5.0, 5.0, 1.25, 1.25]
-    assert float(trainer.plateau_best) == 87.3
+    assert float(trainer.learning_rate.plateau.best) == 87.3
 
 
 def test_weight_average_is_the_mean_of_the_updates():
     v = tf.Variable([1.0, -2.0])
-    average = training.WeightAverage([v])
+    average = schedules.WeightAverage([v])
     seen = []
     for value in ([3.0, 1.0], [5.0, 0.0], [-1.0, 2.0], [0.5, 0.25]):
         v.assign(value)
@@ -152,16 +156,16 @@ def test_every_regulariser_resumes_exactly(tmp_path):
 def test_averaged_weights_are_what_eval_reads(tmp_path):
     data = write_corpus(tmp_path / "data", (16, 4, 4))
     result = training.train(plus_config(data, epochs=3), str(tmp_path / "run"), export=False)
-    config, vocab, model = training.load_model(str(tmp_path / "run"))
+    config, vocab, model = checkpoints.load_model(str(tmp_path / "run"))
     path = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
     assert tf.train.load_variable(path, "averaged_steps/.ATTRIBUTES/VARIABLE_VALUE") > 0
     for i, v in enumerate(model.trainable_variables):
         np.testing.assert_array_equal(v.numpy(), tf.train.load_variable(path, f"averages/{i}/.ATTRIBUTES/VARIABLE_VALUE"))
     ids = corpus_lib.load_corpus(config.data, vocab).test
-    evaluator = training.Evaluator(model, config.train.eval_batch_size, config.train.num_steps, vocab.eos_id)
+    evaluator = evaluation.Evaluator(model, config.train.eval_batch_size, config.train.num_steps, vocab.eos_id)
     assert math.isclose(evaluator.perplexity(ids), result.test_perplexity, rel_tol=1e-6)
     # The raw weights of the same checkpoint are a different model (rnn-lm-eval --noaveraged).
-    _, _, raw = training.load_model(str(tmp_path / "run"), averaged=False)
+    _, _, raw = checkpoints.load_model(str(tmp_path / "run"), averaged=False)
     np.testing.assert_array_equal(raw.embedding.numpy(),
                                   tf.train.load_variable(path, "model/embedding/.ATTRIBUTES/VARIABLE_VALUE"))
     assert np.max(np.abs(raw.embedding.numpy() - model.embedding.numpy())) > 1e-4

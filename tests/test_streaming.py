@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from rnn_lm import evaluation
 from rnn_lm import training
 from rnn_lm.config import DataConfig
 from rnn_lm.data import corpus as corpus_lib
-from rnn_lm.data import pipeline
+from rnn_lm.data import layout, pipeline
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary
 from rnn_lm.errors import RnnLmError
@@ -81,8 +82,8 @@ def test_streamed_vocabulary_caps_like_the_in_memory_one(tmp_path, vocab_size, m
     assert corpus.vocab == in_memory.vocab
     encode(corpus)
     assert np.array_equal(np.fromfile(corpus.train.path, dtype=np.int32), in_memory.train)
-    assert corpus_lib.unigram_perplexity(corpus.train, corpus.valid, len(corpus.vocab)) == \
-        corpus_lib.unigram_perplexity(in_memory.train, in_memory.valid, len(in_memory.vocab))
+    assert evaluation.unigram_perplexity(corpus.train_counts(), corpus.valid) == \
+        evaluation.unigram_perplexity(in_memory.train_counts(), in_memory.valid)
 
 
 @pytest.mark.parametrize("batch_size,num_steps,start_window,block_windows",
@@ -96,7 +97,7 @@ def test_token_file_windows_equal_train_windows(tmp_path, batch_size, num_steps,
     expected = list(pipeline.train_windows(ids, batch_size, num_steps, start_window).as_numpy_iterator())
     got = list(pipeline.token_file_windows(corpus.train, batch_size, num_steps, start_window,
                                            block_windows).as_numpy_iterator())
-    assert len(got) == len(expected) == pipeline.num_train_windows(len(ids), batch_size, num_steps) - start_window
+    assert len(got) == len(expected) == layout.num_train_windows(len(ids), batch_size, num_steps) - start_window
     for (x, y), (ex, ey) in zip(got, expected):
         assert x.dtype == np.int32 and x.shape == (batch_size, num_steps)
         assert np.array_equal(x, ex) and np.array_equal(y, ey)
@@ -157,7 +158,7 @@ def test_a_killed_encoding_is_not_reused(tmp_path):
 def test_stream_train_needs_a_data_dir():
     for data in (DataConfig(stream_train=True), DataConfig(corpus="grammar", stream_train=True),
                  DataConfig(corpus="ptb", data_dir="x", stream_train=True)):
-        with pytest.raises(RnnLmError, match="--stream_train"):
+        with pytest.raises(RnnLmError, match="data.stream_train"):
             data.validate()
 
 
@@ -176,7 +177,7 @@ def test_training_with_stream_train_gives_the_same_losses(tmp_path):
 
 
 def test_large_corpus_writes_zipf_lines_of_the_requested_size(tmp_path):
-    from rnn_lm.bin import large_corpus
+    from rnn_lm_tools import large_corpus
     path = str(tmp_path / "train.txt")
     words = large_corpus.write_text(path, 300_000, 50, np.random.default_rng(0))
     data = open(path, "rb").read()

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rnn_lm import schedules
+from rnn_lm import checkpoints
+from rnn_lm import evaluation
+from rnn_lm import train_step
 from rnn_lm import training
 from rnn_lm.config import Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.data import corpus as corpus_lib
@@ -78,7 +82,7 @@ def test_evaluator_scores_every_token_exactly(tmp_path):
     """
     data = write_corpus(tmp_path / "data", (30, 5, 5))
     training.train(tiny_config(data, max_steps=5), str(tmp_path / "run"), export=False)
-    config, vocab, model = training.load_model(str(tmp_path / "run"))
+    config, vocab, model = checkpoints.load_model(str(tmp_path / "run"))
     ids = corpus_lib.load_corpus(config.data, vocab).valid
     stream = np.concatenate([[vocab.eos_id], ids])
 
@@ -89,11 +93,11 @@ def test_evaluator_scores_every_token_exactly(tmp_path):
 
     reference = math.exp(nll(stream).mean())
     for num_steps in (7, 64):
-        got = training.Evaluator(model, 1, num_steps, vocab.eos_id).perplexity(ids)
+        got = evaluation.Evaluator(model, 1, num_steps, vocab.eos_id).perplexity(ids)
         np.testing.assert_allclose(got, reference, rtol=1e-5)
     rows = np.array_split(np.arange(len(ids)), 3)  # 65 targets -> rows of 22, 22, 21
     per_row = np.concatenate([nll(stream[r[0]:r[-1] + 2]) for r in rows])
-    got = training.Evaluator(model, 3, 5, vocab.eos_id).perplexity(ids)
+    got = evaluation.Evaluator(model, 3, 5, vocab.eos_id).perplexity(ids)
     np.testing.assert_allclose(got, math.exp(per_row.mean()), rtol=1e-5)
 
 
@@ -117,7 +121,7 @@ def test_bad_corpus_leaves_no_model_dir(tmp_path):
 
 def test_learning_rate_schedule():
     t = TrainConfig(learning_rate=20.0, lr_decay=0.5, decay_start_epoch=5)
-    assert [t.learning_rate_at(e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
+    assert [schedules.learning_rate_at(t, e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
 
 
 def test_checkpoint_holds_every_variable(tmp_path):
@@ -127,7 +131,7 @@ def test_checkpoint_holds_every_variable(tmp_path):
     training.train(tiny_config(data, max_steps=2), run, export=False)
     path = tf.train.latest_checkpoint(os.path.join(run, "checkpoints"))
     reader = tf.train.load_checkpoint(path)
-    _, _, model = training.load_model(run)
+    _, _, model = checkpoints.load_model(run)
     names = [f"model/{v.path.split('/', 1)[1].replace('lstm_1', 'layer_1')}/.ATTRIBUTES/VARIABLE_VALUE"
              for v in model.variables]
     assert len(names) == len([n for n, _ in tf.train.list_variables(path) if n.startswith("model/")])
@@ -141,7 +145,7 @@ def test_gradient_norm_counts_a_repeated_token_once(tmp_path):
     from rnn_lm.model import RNNLanguageModel
     model = RNNLanguageModel(ModelConfig(vocab_size=7, num_layers=1, hidden_size=5, embedding_size=4))
     ids = tf.constant([[3, 3, 3, 3], [3, 1, 3, 2]])
-    step = training.TrainStep(model, keras.optimizers.SGD(0.0), batch_size=2, max_grad_norm=0)
+    step = train_step.TrainStep(model, keras.optimizers.SGD(0.0), batch_size=2, max_grad_norm=0)
     with tf.GradientTape() as tape:
         logits, _ = model(ids, model.zero_state(2), training=True)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits))
@@ -164,7 +168,7 @@ def test_skipped_update_leaves_weights_and_state_unchanged():
     import keras
     from rnn_lm.model import RNNLanguageModel
     model = RNNLanguageModel(ModelConfig(vocab_size=7, num_layers=1, hidden_size=5, embedding_size=4))
-    step = training.TrainStep(model, keras.optimizers.SGD(1.0), batch_size=2, max_grad_norm=0)
+    step = train_step.TrainStep(model, keras.optimizers.SGD(1.0), batch_size=2, max_grad_norm=0)
     ids = tf.constant([[1, 2, 3], [4, 5, 6]])
     step(ids, ids)  # a finite step: the state moves away from zero
     before = [v.numpy() for v in model.variables + step.carried_state]
@@ -215,7 +219,7 @@ def test_a_checkpoint_that_does_not_fit_config_json_is_refused(tmp_path):
     config = (run / "config.json").read_text()
     (run / "config.json").write_text(config.replace('"hidden_size": 24', '"hidden_size": 25'))
     with pytest.raises(RnnLmError, match=r"ckpt-2 does not fit the model of .*config.json \(lstm 1x25"):
-        training.load_model(str(run))
+        checkpoints.load_model(str(run))
 
 
 def test_a_disk_that_refuses_the_model_dir_or_the_saved_model(tmp_path, monkeypatch):

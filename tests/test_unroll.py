@@ -80,6 +80,57 @@ def test_counter_split_in_two_calls_equals_one_call():
     np.testing.assert_array_equal(count2.numpy(), count.numpy())
 
 
+# --- The step hook.
+
+@pytest.mark.parametrize("max_static", [100, 0], ids=["python-unrolled", "while_loop"])
+def test_hook_that_replaces_h_changes_the_outputs_as_by_hand(max_static, monkeypatch):
+    """A hook adding t + 10 to h_t (and to the total carried on): out_t = h0 + sum_(s<=t) (x_s + s + 10)."""
+    monkeypatch.setattr(unroll_lib, "MAX_STATIC_UNROLL", max_static)
+    x, h0 = counter_inputs()
+
+    def add(step):
+        total, count = step.prev_state
+        # The hook sees the step's input projection, the state going in, the fused matrices and the step's result.
+        tf.debugging.assert_equal(step.h, total + step.x_proj)
+        tf.debugging.assert_equal(step.state[1], count + step.fused["one"])
+        bump = tf.cast(step.t, tf.float32) + 10.0
+        return step.h + bump, (step.state[0] + bump, step.state[1])
+
+    out, (total, count) = unroll(CounterCell(), tf.constant(x), (tf.constant(h0), tf.zeros([B])), step_hook=add)
+    want = h0[:, None, :] + np.cumsum(x + (np.arange(T) + 10.0)[None, :, None], axis=1)
+    np.testing.assert_array_equal(out.numpy(), want)
+    np.testing.assert_array_equal(total.numpy(), want[:, -1])
+    np.testing.assert_array_equal(count.numpy(), np.full(B, T))
+
+
+def test_hook_in_graph_with_unknown_time_dimension():
+    x, h0 = counter_inputs()
+
+    def add_t(step):  # step.t is a tensor here
+        bump = tf.cast(step.t, tf.float32)
+        return step.h + bump, (step.state[0] + bump, step.state[1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, IN]), tf.TensorSpec([None, IN])])
+    def run(x, h0):
+        return unroll(CounterCell(), x, (h0, tf.zeros(tf.shape(x)[:1])), step_hook=add_t)[0]
+
+    np.testing.assert_array_equal(run(x, h0).numpy(),
+                                  h0[:, None, :] + np.cumsum(x + np.arange(T)[None, :, None], axis=1))
+
+
+def test_observing_hook_sees_every_step_and_changes_nothing():
+    x, h0 = counter_inputs()
+    seen = []
+    state = (tf.constant(h0), tf.zeros([B]))
+    out, (total, _) = unroll(CounterCell(), tf.constant(x), state, step_hook=lambda step: seen.append(step))
+    np.testing.assert_array_equal(out.numpy(), unroll(CounterCell(), tf.constant(x), state)[0].numpy())
+    assert [step.t for step in seen] == list(range(T))
+    for t, step in enumerate(seen):
+        np.testing.assert_array_equal(step.x_proj.numpy(), x[:, t])
+        np.testing.assert_array_equal(step.h.numpy(), out[:, t].numpy())
+        np.testing.assert_array_equal(step.prev_state[0].numpy(), out[:, t - 1].numpy() if t else h0)
+
+
 # --- Real cells.
 
 def real_cell(kind):

@@ -35,9 +35,9 @@ def main(argv):
         distances = [int(d) for d in FLAGS.distances]
     except ValueError:
         raise RnnLmError(f"--distances must be integers, got {','.join(FLAGS.distances)}") from None
-    from rnn_lm import analysis, training
+    from rnn_lm import analysis, checkpoints
 
-    _, vocab, model = training.load_model(FLAGS.model_dir)
+    _, vocab, model = checkpoints.load_model(FLAGS.model_dir)
     try:
         accuracy = analysis.agreement_accuracy(model, vocab, distances, FLAGS.pairs, FLAGS.seed)
     except ValueError as e:  # a distance the grammar cannot build

@@ -1,14 +1,14 @@
-"""What every binary shares: the one-line error for bad input, and running another binary timed."""
+"""What every binary shares: flags made from the config, --help, and the one-line error for bad input."""
 
+import dataclasses
 import os
 import signal
-import subprocess
 import sys
-import time
 
 from absl import app
 from absl import flags
 
+from rnn_lm import config as config_lib
 from rnn_lm.errors import EXIT_ERROR, RnnLmError, exit_status_for_signal, reason
 
 
@@ -22,7 +22,7 @@ def run_main(main):
         try:
             return main(argv)
         except RnnLmError as e:
-            fail(e, e.exit_status)
+            fail(e.naming_flags(config_lib.flag_name), e.exit_status)
         except OSError as e:  # a file the code did not expect to fail (a full or read-only disk)
             fail(f"{e.filename}: {reason(e)}" if e.filename else reason(e))
         except KeyboardInterrupt:
@@ -31,6 +31,25 @@ def run_main(main):
 
     _help_from(sys.modules[main.__module__])
     app.run(guarded)
+
+
+def define_config_flags(module_name, skip=()):
+    """Defines a flag for every field of the config dataclasses (``rnn_lm.config.SECTIONS``) but those
+    in ``skip`` ({(section, field)}): its name (``config.flag_name``), default, help and choices are
+    the field's, so the flags cannot drift from the config.  They are ``module_name``'s flags (its
+    --help lists them)."""
+    define = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+              str: flags.DEFINE_string}
+    for section, cls in config_lib.SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            if (section, field.name) in skip:
+                continue
+            name, help_text = config_lib.flag_name(section, field.name), field.metadata["help"]
+            if field.metadata.get("choices"):
+                flags.DEFINE_enum(name, field.default, field.metadata["choices"], help_text,
+                                  module_name=module_name)
+            else:
+                define[type(field.default)](name, field.default, help_text, module_name=module_name)
 
 
 def _help_from(module):
@@ -42,19 +61,6 @@ def _help_from(module):
     sys.modules["__main__"].__doc__ = module.__doc__
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-
-
-def run_timed(cmd, env=None):
-    """Runs ``cmd`` with its stderr merged into its stdout, reading the output as it comes.
-
-    Returns (exit status, [(seconds after the start, line)], seconds in all).
-    """
-    start = time.monotonic()
-    lines = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
-        for line in proc.stdout:
-            lines.append((time.monotonic() - start, line))
-    return proc.returncode, lines, time.monotonic() - start
 
 
 def fail(message, status=EXIT_ERROR):

@@ -24,6 +24,7 @@ import os
 from absl import flags
 
 from rnn_lm.bin import common
+from rnn_lm.config import CELL_TYPES
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ flags.DEFINE_list("model_dir", [], "Trained models to diagnose; empty: fresh mod
 flags.DEFINE_enum("experiment", "none", ["none", "cells", "exploding"],
                   "cells: train Elman, LSTM and GRU at equal parameter count on the built-in corpus, then "
                   "diagnose; exploding: relu Elman trained with and without clipping.")
-flags.DEFINE_list("cells", ["elman", "lstm", "gru"], "Cells of the fresh models and of --experiment=cells.")
+flags.DEFINE_list("cells", list(CELL_TYPES), "Cells of the fresh models and of --experiment=cells.")
 flags.DEFINE_integer("hidden_size", 200, "Fresh models: units per layer; --experiment=cells: the LSTM's "
                      "(the others get the hidden size that matches its parameter count).")
 flags.DEFINE_integer("num_layers", 2, "Fresh models and --experiment=cells: layers.")
@@ -57,9 +58,9 @@ def main(argv):
         raise RnnLmError("--num_steps must be at least 2 (lags 0 and 1)")
     if FLAGS.model_dir and FLAGS.experiment != "none":
         raise RnnLmError("--model_dir and --experiment exclude each other")
-    unknown = sorted(set(FLAGS.cells) - {"elman", "lstm", "gru"})
+    unknown = sorted(set(FLAGS.cells) - set(CELL_TYPES))
     if unknown:
-        raise RnnLmError(f"--cells: unknown cell {unknown[0]} (elman, lstm, gru)")
+        raise RnnLmError(f"--cells: unknown cell {unknown[0]} ({', '.join(CELL_TYPES)})")
     from rnn_lm.config import Config
     for model_dir in FLAGS.model_dir:
         Config.load(model_dir)  # a one-line error for a directory that holds no model
@@ -99,7 +100,7 @@ def main(argv):
 
 def _diagnose_models():
     import keras
-    from rnn_lm import diagnostics, training
+    from rnn_lm import checkpoints, diagnostics
     from rnn_lm.config import DataConfig, ModelConfig
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.model import RNNLanguageModel
@@ -107,7 +108,7 @@ def _diagnose_models():
     results = {}
     if FLAGS.model_dir:
         for model_dir in FLAGS.model_dir:
-            config, vocab, model = training.load_model(model_dir)
+            config, vocab, model = checkpoints.load_model(model_dir)
             ids = corpus_lib.load_split(config.data, vocab, "valid")
             label = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.describe()})"
             results[label] = diagnostics.diagnose(

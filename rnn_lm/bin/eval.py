@@ -43,18 +43,18 @@ def main(argv):
         if not FLAGS.text_file or FLAGS.per_sentence:
             raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence)")
         lines = read_text_file()
-        from rnn_lm.scoring import saved_model_cross_entropy
+        from rnn_lm.export import saved_model_cross_entropy
         nats, n, unk = saved_model_cross_entropy(FLAGS.saved_model, lines)
         print(f"{FLAGS.text_file} under {FLAGS.saved_model}: {n} tokens, perplexity {math.exp(nats):.2f}, "
               f"{nats:.4f} nats/token, <unk> {100 * unk / n:.2f}%")
         return
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
-    from rnn_lm import training
+    from rnn_lm import checkpoints, evaluation
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.data.tokenizers import get_tokenizer
 
-    config, vocab, model = training.load_model(FLAGS.model_dir, averaged=FLAGS.averaged)
+    config, vocab, model = checkpoints.load_model(FLAGS.model_dir, averaged=FLAGS.averaged)
     if FLAGS.per_sentence:
         if not FLAGS.text_file:
             raise RnnLmError("--per_sentence needs --text_file")
@@ -68,7 +68,7 @@ def main(argv):
             data = dataclasses.replace(data, encoding_errors=FLAGS.encoding_errors)
         ids = corpus_lib.load_split(data, vocab, FLAGS.split)
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
-    evaluator = training.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
+    evaluator = evaluation.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
     nats = evaluator.mean_cross_entropy(ids)
     unk = float((ids == vocab.unk_id).mean())
     line = f"{what}: {len(ids)} tokens, perplexity {math.exp(nats):.2f}, {nats:.4f} nats/token"
@@ -84,7 +84,7 @@ def read_text_file():
 
 def score_lines(config, vocab, model, lines):
     from rnn_lm.data.tokenizers import get_tokenizer
-    from rnn_lm.scoring import SentenceScorer
+    from rnn_lm.evaluation import SentenceScorer
     total, tokens, unknown = 0.0, 0, 0
     for line, log_prob, n, unk in SentenceScorer(model, vocab, get_tokenizer(config.data.level)).score(lines):
         print(json.dumps({"text": line, "log_prob": round(log_prob, 6), "num_tokens": n,

@@ -20,8 +20,8 @@ def main(argv):
     from rnn_lm.config import Config
     from rnn_lm.model_dir import SAVED_MODEL_DIR
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
-    from rnn_lm import export, training
-    config, vocab, model = training.load_model(FLAGS.model_dir)
+    from rnn_lm import checkpoints, export
+    config, vocab, model = checkpoints.load_model(FLAGS.model_dir)
     path = export.export_saved_model(model, vocab, config,
                                      FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR))
     print(f"SavedModel written to {path}")

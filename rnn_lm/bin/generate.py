@@ -90,11 +90,11 @@ def main(argv):
         return generate_from_saved_model(read_prompts())
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
-    from rnn_lm import training
+    from rnn_lm import checkpoints
     from rnn_lm.data.tokenizers import get_tokenizer
     from rnn_lm.generation import Generator
 
-    config, vocab, model = training.load_model(FLAGS.model_dir)
+    config, vocab, model = checkpoints.load_model(FLAGS.model_dir)
     tokenizer = get_tokenizer(config.data.level)
     generator = Generator(model, vocab, tokenizer, jit_compile=FLAGS.jit_compile)
     if FLAGS.interactive:
@@ -113,20 +113,21 @@ def main(argv):
     repeated = [p for p in prompts for _ in range(FLAGS.num_samples)]
     continuations, _ = timed(lambda: generator.sample(repeated, FLAGS.max_tokens, FLAGS.temperature,
                                                       FLAGS.top_k, FLAGS.top_p, FLAGS.seed),
-                             lambda result: max(result[1]))
+                             lambda result: max(result[1]), len(repeated))
     for prompt, continuation in zip(repeated, continuations):
         emit(prompt, continuation, tokenizer.separator)
 
 
-def timed(generate, steps_of):
-    """Runs ``generate``; with --timing, once more timed, reporting ms per decoding step."""
+def timed(generate, steps_of, batch_size):
+    """Runs ``generate`` (a batch of ``batch_size`` continuations); with --timing, once more timed,
+    reporting ms per decoding step."""
     result = generate()
     if FLAGS.timing:
         start = time.perf_counter()
         result = generate()
         ms = 1000 * (time.perf_counter() - start)
         steps = steps_of(result)  # tokens of the longest continuation, <eos> included
-        print(f"{steps} decoding steps for a batch of {FLAGS.num_samples * len(read_prompts())} in {ms:.1f} ms: "
+        print(f"{steps} decoding steps for a batch of {batch_size} in {ms:.1f} ms: "
               f"{ms / steps:.3f} ms per step", file=sys.stderr)
     return result
 
@@ -156,7 +157,7 @@ def generate_from_saved_model(prompts):
     out = timed(lambda: generate(prompts=tf.constant(repeated), max_tokens=tf.constant(FLAGS.max_tokens),
                                  temperature=tf.constant(FLAGS.temperature), top_k=tf.constant(FLAGS.top_k),
                                  top_p=tf.constant(FLAGS.top_p), seed=tf.constant(FLAGS.seed, tf.int64)),
-                lambda out: int(tf.reduce_max(out["lengths"])))
+                lambda out: int(tf.reduce_max(out["lengths"])), len(repeated))
     separator = "" if served.token_level.numpy() == b"char" else " "
     for prompt, continuation in zip(repeated, out["continuations"].numpy()):
         emit(prompt, continuation.decode("utf-8"), separator)

@@ -26,9 +26,9 @@ import tempfile
 import urllib.request
 import zipfile
 
+from rnn_lm.data import SPLITS
 from rnn_lm.errors import RnnLmError
 
-SPLITS = ("train", "valid", "test")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,14 +19,15 @@ import time
 import numpy as np
 from absl import logging
 
+from rnn_lm.data import SPLITS
 from rnn_lm.data import corpora
+from rnn_lm.data import layout
 from rnn_lm.data import grammar
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary, token_counts
-from rnn_lm.errors import RnnLmError
+from rnn_lm.errors import RnnLmError, field_ref
 from rnn_lm.files import write_atomically
 
-SPLITS = ("train", "valid", "test")
 CHUNK_BYTES = 1 << 23  # what iter_lines reads at a time
 
 
@@ -151,29 +152,75 @@ def read_split_lines(data_config):
 def split_paths(data_dir):
     """{split: path} of a corpus folder, checked to hold all three."""
     if not os.path.isdir(data_dir):
-        raise RnnLmError(f"--data_dir {data_dir}: no such directory")
+        raise RnnLmError(f"{field_ref('data', 'data_dir')} {data_dir}: no such directory")
     missing = [s for s in SPLITS if not os.path.exists(os.path.join(data_dir, s + ".txt"))]
     if missing:
-        raise RnnLmError(f"--data_dir {data_dir}: missing {', '.join(s + '.txt' for s in missing)}"
+        raise RnnLmError(f"{field_ref('data', 'data_dir')} {data_dir}: missing {', '.join(s + '.txt' for s in missing)}"
                          " (a corpus folder holds train.txt, valid.txt and test.txt)")
     return {s: os.path.join(data_dir, s + ".txt") for s in SPLITS}
+
+
+def load(data_config, vocab=None, model_dir=None):
+    """The corpus ``data_config`` names, the one door for training: a ``Corpus`` whose splits are in
+    memory, or with ``stream_train`` a ``StreamedCorpus`` whose training split is encoded into
+    ``model_dir``.  The vocabulary is built from the training split unless one is given."""
+    if data_config.stream_train:
+        return load_streamed_corpus(data_config, model_dir, vocab)
+    return load_corpus(data_config, vocab)
 
 
 @dataclasses.dataclass
 class Corpus:
     """Token ids of each split (int32 arrays, ``<eos>`` after every line) and the vocabulary.
 
-    With ``stream_train``, ``train`` is a ``TokenFile`` (``len`` is its number
-    of tokens) and ``unk_rate["train"]`` is NaN until it is encoded.
+    What training needs of the training split (its length, its windows, its
+    token counts, and getting it ready) is asked of the corpus, the same for
+    the in-memory ``Corpus`` and the ``StreamedCorpus``.
     """
     vocab: Vocabulary
-    train: "np.ndarray | TokenFile"
+    train: np.ndarray
     valid: np.ndarray
     test: np.ndarray
     unk_rate: dict  # fraction of <unk> tokens in each split
 
     def split(self, name):
         return getattr(self, name)
+
+    def prepare_train(self):
+        """Makes the training split readable by ``train_windows`` (in memory: nothing to do)."""
+
+    def num_train_windows(self, batch_size, num_steps):
+        return layout.num_train_windows(len(self.train), batch_size, num_steps)
+
+    def train_windows(self, batch_size, num_steps, start_window=0):
+        """The tf.data windows of one epoch of training, from ``start_window`` on."""
+        from rnn_lm.data import pipeline  # TensorFlow: only once training starts
+        return pipeline.train_windows(self.train, batch_size, num_steps, start_window)
+
+    def train_counts(self):
+        """Occurrences of each id in the training split (the unigram baseline's counts)."""
+        return np.bincount(self.train, minlength=len(self.vocab))
+
+
+@dataclasses.dataclass
+class StreamedCorpus(Corpus):
+    """A ``Corpus`` whose training split is a ``TokenFile`` (``--stream_train``): ``len`` is its number
+    of tokens and ``unk_rate["train"]`` is NaN; ``prepare_train`` encodes it unless that is done."""
+    train: "TokenFile"
+    data_config: object = None
+
+    def prepare_train(self):
+        d = self.data_config
+        self.train.ensure_encoded(self.vocab, get_tokenizer(d.level), d.encoding_errors)
+        if self.train.encode_secs:
+            logging.info("encoded %s into %s in %.1f s", self.train.source, self.train.path, self.train.encode_secs)
+
+    def train_windows(self, batch_size, num_steps, start_window=0):
+        from rnn_lm.data import pipeline
+        return pipeline.token_file_windows(self.train, batch_size, num_steps, start_window)
+
+    def train_counts(self):
+        return self.train.bincount(len(self.vocab))
 
 
 def encode_lines(lines, vocab, tokenizer):
@@ -203,20 +250,6 @@ def load_split(data_config, vocab, split):
         path = os.path.join(data_config.data_dir, split + ".txt")
         return encode_lines(read_lines(path, data_config.encoding_errors), vocab, get_tokenizer(data_config.level))
     return load_corpus(data_config, vocab).split(split)
-
-
-def unigram_perplexity(train_ids, eval_ids, vocab_size):
-    """Perplexity of the add-one unigram model of train on eval: the no-context baseline.
-
-    ``train_ids`` is an array or a ``TokenFile`` (counted a chunk at a time).
-    """
-    if isinstance(train_ids, TokenFile):
-        counts = train_ids.bincount(vocab_size)
-    else:
-        counts = np.bincount(train_ids, minlength=vocab_size)
-    counts = counts.astype(np.float64) + 1.0
-    log_p = np.log(counts / counts.sum())
-    return float(np.exp(-log_p[eval_ids].mean()))
 
 
 # ----------------------------------------------------------------------------
@@ -338,7 +371,7 @@ def load_streamed_corpus(data_config, model_dir, vocab=None):
               for s in ("valid", "test")}
     unk_rate = {"train": math.nan, **{s: float(np.mean(ids == vocab.unk_id)) for s, ids in splits.items()}}
     train = TokenFile(ids_path, source, num_tokens, record, encoded)
-    return Corpus(vocab=vocab, train=train, unk_rate=unk_rate, **splits)
+    return StreamedCorpus(vocab=vocab, train=train, unk_rate=unk_rate, data_config=data_config, **splits)
 
 
 def _token_file_record(source, vocab, data_config):

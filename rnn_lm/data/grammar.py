@@ -19,6 +19,8 @@ import hashlib
 import os
 import random
 
+from rnn_lm.data import SPLITS
+
 SG, PL = 0, 1  # grammatical number; also the index into (singular, plural) pairs
 INANIMATE, ANIMATE = 0, 1
 
@@ -264,9 +266,6 @@ def derive_seed(seed: int, *labels) -> int:
     """A 64-bit seed for a named sub-stream; stable, unlike hash() of a str."""
     digest = hashlib.sha256(repr((seed, *labels)).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big")
-
-
-SPLITS = ("train", "valid", "test")
 
 
 def grammar_splits(seed: int = 0, train_tokens: int = 1_000_000, valid_tokens: int = 80_000,

@@ -8,7 +8,7 @@ drawn in ``rnn_lm.data.layout``.
 import numpy as np
 import tensorflow as tf
 
-from rnn_lm.data.layout import batchify, check_trainable, num_train_windows  # noqa: F401 (re-exported)
+from rnn_lm.data.layout import batchify, check_trainable, num_train_windows
 
 
 def train_windows(ids, batch_size, num_steps, start_window=0):

@@ -22,6 +22,9 @@ def token_counts(lines, tokenizer):
 class Vocabulary:
     """Token <-> id. Id 0 is ``<unk>``, id 1 is ``<eos>``, then by frequency."""
 
+    UNK_ID = 0
+    EOS_ID = 1
+
     def __init__(self, tokens):
         tokens = list(tokens)
         if tokens[:2] != [UNK, EOS]:
@@ -30,8 +33,8 @@ class Vocabulary:
             raise RnnLmError("a vocabulary must not repeat a token")
         self.tokens = tokens
         self.index = {t: i for i, t in enumerate(tokens)}
-        self.unk_id = 0
-        self.eos_id = 1
+        self.unk_id = self.UNK_ID
+        self.eos_id = self.EOS_ID
 
     @classmethod
     def build(cls, counts, max_size=0, min_count=1):

@@ -2,7 +2,7 @@
 
     rnn-lm-large-corpus                                   # 2 GB corpus, 300 steps
     rnn-lm-large-corpus --size_gb=1 --steps=200 --json_out=large.json
-    python -m rnn_lm.bin.large_corpus --work_dir=/data/big --size_gb=8
+    python -m rnn_lm_tools.large_corpus --work_dir=/data/big --size_gb=8
 
 Writes WORK_DIR/corpus/{train,valid,test}.txt (reused when present with the
 requested size): words drawn from a Zipf distribution over ``--vocab`` pseudo-words,
@@ -29,6 +29,7 @@ from absl import flags
 
 from rnn_lm.bin import common
 from rnn_lm.errors import RnnLmError
+from rnn_lm_tools import timing
 
 FLAGS = flags.FLAGS
 
@@ -125,7 +126,7 @@ def run_training(data_dir, model_dir, steps, vocab):
            "--batch_size=20", "--num_steps=20", f"--vocab_size={vocab}", "--epochs=1", f"--max_steps={steps}",
            # The speed is timed over the log intervals after the first (which builds the graph).
            f"--log_every_steps={max(1, steps // 10)}", "--eval_batch_size=10", "--sample_tokens=10"]
-    returncode, timed_lines, total_secs = common.run_timed(cmd)
+    returncode, timed_lines, total_secs = timing.run_timed(cmd)
     lines = [line for _, line in timed_lines]
     if returncode:
         raise RnnLmError(f"training failed (exit {returncode}):\n" + "".join(lines[-20:]))

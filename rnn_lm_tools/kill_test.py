@@ -29,6 +29,7 @@ from absl import flags
 
 from rnn_lm.bin import common
 from rnn_lm.errors import RnnLmError
+from rnn_lm_tools import timing
 
 FLAGS = flags.FLAGS
 STEP_LINE = re.compile(r"first training step|epoch \d+ step \d+ \(")
@@ -92,7 +93,7 @@ def main(argv):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
     reference_dir = os.path.join(FLAGS.work_dir, "reference")
-    returncode, lines, wall = common.run_timed(train_command(reference_dir), env)
+    returncode, lines, wall = timing.run_timed(train_command(reference_dir), env)
     if returncode:
         raise RnnLmError("the reference run failed: " + (lines[-1][1].strip() if lines else "?"))
     reference = {step: values[-1] for step, values in logged_losses(event_files(reference_dir)).items()}

@@ -4,7 +4,7 @@ What is compared, for one cell and one model size (vocabulary |V|, 2 layers,
 embedding = hidden = H, batch B, window T):
 
     variant      train step
-    rnn_lm       rnn_lm.training.TrainStep, the one training uses
+    rnn_lm       rnn_lm.train_step.TrainStep, the one training uses
     rnn_lm_xla   the same with jit_compile=True
     rnn_lm_bf16  the same with bfloat16 mixed precision (cells and softmax
                  product in bfloat16, variables, state and loss in float32)
@@ -24,11 +24,12 @@ embedding = hidden = H, batch B, window T):
 and greedy generation: ``rnn_lm.decoding.sample`` (the whole token loop is one
 graph call) against the Keras cells called once per token from Python.
 
-How it is timed (see PERF_NOTES.md): on a small shared machine absolute speed
-drifts, so the variants run interleaved, A B C then C B A, round after round,
-in one process; each round gives every variant's seconds per step, and the
-report is the median with the range over rounds, plus the per-round ratio to
-Keras (paired, so drift common to both cancels).
+How it is timed (``rnn_lm_tools.timing``): on a small shared machine absolute
+speed drifts, so the variants run interleaved, A B C then C B A, round after
+round, in one process; each round gives every variant's seconds per step, and
+the report is the median with the range over rounds, plus the per-round ratio
+to Keras (paired, so drift common to both cancels).  The numbers measured with
+it, and on what, are in docs/performance.md.
 
 FLOPs are counted analytically, matmuls only (gates, softmax and the loss are
 elementwise and ignored): per token and layer, the input projection 2·in·G·H
@@ -36,20 +37,14 @@ and the recurrence 2·H·G·H (G = 4 LSTM, 3 GRU, 1 Elman), and the softmax
 2·H·|V|; a training step is 3x the forward (the backward pass computes two
 products, for inputs and weights, per forward product).
 
-Memory: TensorFlow allocates in C++, where tracemalloc sees nothing, so the
-numbers are the process' resident set: the current one and the high-water mark
-``ru_maxrss``.  The mark only grows; per variant it says how high the process
-had gone by then, not what that variant needs alone.
+Memory (``rnn_lm_tools.machine``): the process' resident set after each
+variant's first calls, current and high-water mark; the mark only grows, so per
+variant it says how high the process had gone by then, not what that variant
+needs alone.
 """
 
 import dataclasses
-import gc
 import itertools
-import os
-import platform
-import resource
-import statistics
-import time
 
 import keras
 import numpy as np
@@ -58,10 +53,13 @@ from absl import logging
 
 from rnn_lm import decoding
 from rnn_lm import losses
-from rnn_lm import training
+from rnn_lm import train_step
+from rnn_lm.cells import CELLS
 from rnn_lm.config import CELL_TYPES, ModelConfig
 from rnn_lm.errors import RnnLmError
 from rnn_lm.model import RNNLanguageModel
+from rnn_lm_tools import machine
+from rnn_lm_tools import timing
 
 # Speed does not depend on these, as long as the weights stay finite (NaN/inf
 # arithmetic runs at other speeds): with clipping to 0.25, a unit learning
@@ -69,12 +67,8 @@ from rnn_lm.model import RNNLanguageModel
 LEARNING_RATE = 1.0
 MAX_GRAD_NORM = 0.25
 INIT_SCALE = 0.1
-# Pause when switching between TensorFlow and PyTorch: the other runtime's
-# spinning worker threads otherwise slow the next variant (measured ~20 %).
-RUNTIME_SWITCH_PAUSE_S = 0.25
 TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "keras", "torch", "softmax")
 MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
-GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +95,7 @@ SIZES = {
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What to run; ``rnn_lm.bin.benchmark`` fills it from flags."""
+    """What to run; ``rnn_lm_tools.benchmark`` fills it from flags."""
     cells: tuple = CELL_TYPES
     configs: tuple = ("small", "medium")  # names in SIZES
     variants: tuple = TRAIN_VARIANTS
@@ -132,11 +126,11 @@ class Settings:
 
 
 # ----------------------------------------------------------------------------
-# FLOPs, peak, memory.
+# FLOPs.
 
 def forward_flops(cell, size):
     """Matmul FLOPs of one forward pass over a [B, T] batch (multiply-add = 2)."""
-    G, H = GATES[cell], size.hidden_size
+    G, H = CELLS[cell].GATES, size.hidden_size
     in_dim = H  # embedding = hidden, so every layer's input is H wide
     per_token = size.num_layers * (2 * in_dim * G * H + 2 * H * G * H) + 2 * H * size.vocab_size
     return size.tokens_per_step * per_token
@@ -150,63 +144,6 @@ def train_flops(cell, size):
 def softmax_train_flops(size):
     """Matmul FLOPs of the softmax part of a training step (the ``softmax`` variant's)."""
     return 3 * size.tokens_per_step * 2 * size.hidden_size * size.vocab_size
-
-
-def matmul_peak_gflops(n=2048, repeats=3, rounds=3):
-    """The fp32 rate TensorFlow reaches on n x n x n matmuls: {median, min, max} GFLOP/s over rounds."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
-    mm = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))  # a scalar out: no copy to time
-    float(mm(a, b))
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            float(mm(a, b))
-        rates.append(2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9)
-    return summarize(rates)
-
-
-def rss_mb():
-    """Current resident set of this process (Linux), MB."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def max_rss_mb():
-    """High-water mark of the resident set, MB (ru_maxrss is in KB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine_info():
-    """What the numbers were measured on."""
-    cpu, flags = "", []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not cpu:
-                    cpu = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = value.split()
-    except OSError:
-        pass
-    return {"cpu": cpu or platform.processor(), "cpus": os.cpu_count(), "avx512f": "avx512f" in flags,
-            "avx512_bf16": "avx512_bf16" in flags, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__, "torch": torch_version(),
-            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
-
-
-def torch_version():
-    """PyTorch's version, or None when it does not import (it is optional)."""
-    try:
-        import torch
-    except Exception:  # any failure to import means: no PyTorch variant
-        return None
-    return torch.__version__
 
 
 # ----------------------------------------------------------------------------
@@ -227,22 +164,12 @@ def make_rnn_lm(cell, size, seed=0, compute_dtype="float32"):
         embedding_size=size.hidden_size, init_scale=INIT_SCALE), compute_dtype=compute_dtype)
 
 
-def cpu_has_bf16():
-    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX); Linux only."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def make_rnn_lm_step(model, size, jit_compile=False, loss_scale=False):
-    """rnn_lm's real train step (``training.TrainStep``) with SGD on ``model`` (loss-scaled for float16)."""
+    """rnn_lm's real train step (``train_step.TrainStep``) with SGD on ``model`` (loss-scaled for float16)."""
     optimizer = _built_sgd(model.trainable_variables)
     if loss_scale:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return training.TrainStep(model, optimizer, size.batch_size, MAX_GRAD_NORM, jit_compile=jit_compile)
+    return train_step.TrainStep(model, optimizer, size.batch_size, MAX_GRAD_NORM, jit_compile=jit_compile)
 
 
 class KerasLM(keras.Model):
@@ -315,7 +242,7 @@ def _built_sgd(variables):
 def _clipped_update(optimizer, tape, loss, variables):
     """TrainStep's update: gradients (repeated embedding rows summed) -> clip_by_global_norm -> apply;
     returns the norm before clipping."""
-    grads = [training.sum_duplicates(g) for g in tape.gradient(loss, variables)]
+    grads = [train_step.sum_duplicates(g) for g in tape.gradient(loss, variables)]
     grads, grad_norm = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
     optimizer.apply_gradients(zip(grads, variables))
     return grad_norm
@@ -415,63 +342,6 @@ def _tf_step_fn(step, batches):
 
 
 # ----------------------------------------------------------------------------
-# Timing.
-
-def summarize(values):
-    """{median, min, max} of a list of numbers."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def first_call_and_warmup(fn, warmup):
-    """Seconds of the first call (tracing, XLA compiling), then ``warmup`` untimed calls."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        fn()
-    return first
-
-
-def interleaved(fns, rounds, calls_per_round, runtimes=None):
-    """Times ``fns`` (name -> no-argument callable) interleaved.
-
-    Returns (name -> [seconds per call, one per round], name -> what its last call returned).
-
-    Round r runs every callable ``calls_per_round`` times, in the given order
-    when r is even and reversed when odd, so that no variant always follows
-    the same neighbour.  ``runtimes`` (name -> "tf" or "torch") adds an
-    untimed pause where the runtime changes.
-    """
-    names = list(fns)
-    times, last = {name: [] for name in names}, {}
-    previous = None
-    # Building graphs leaves many Python objects behind; a full garbage
-    # collection landing inside a timed round cost up to 0.2 s.  Collect
-    # now and not while timing (as timeit does).
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                runtime = (runtimes or {}).get(name, "tf")
-                if previous is not None and runtime != previous:
-                    time.sleep(RUNTIME_SWITCH_PAUSE_S)
-                previous = runtime
-                start = time.perf_counter()
-                for _ in range(calls_per_round):
-                    last[name] = fns[name]()
-                times[name].append((time.perf_counter() - start) / calls_per_round)
-    finally:
-        gc.enable()
-    return times, last
-
-
-def _paired_ratio(base, other):
-    """Per-round base/other: how many times faster ``other`` is than ``base``."""
-    return summarize([b / o for b, o in zip(base, other)])
-
-
-# ----------------------------------------------------------------------------
 # The two benchmarks.
 
 def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_round=5, warmup=2,
@@ -485,7 +355,7 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     batches = random_batches(size, seed=seed)
     fns, runtimes, rows = {}, {}, {}
     for variant in variants:
-        if variant == "torch" and torch_version() is None:
+        if variant == "torch" and machine.torch_version() is None:
             continue
         logging.info("%s %s: building %s", size.name, cell, variant)
         if variant == "torch":
@@ -505,22 +375,22 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     # TensorFlow's kernel cache, and the next call of an already warm step
     # would pay to rebuild it (0.5 s at small size) inside a timed round.
     for variant, fn in fns.items():
-        first = first_call_and_warmup(fn, warmup)
+        first = timing.first_call_and_warmup(fn, warmup)
         rows[variant] = {"config": size.name, "cell": cell, "variant": variant, "first_call_s": first,
-                         "rss_mb": rss_mb(), "max_rss_mb": max_rss_mb()}
+                         "rss_mb": machine.rss_mb(), "max_rss_mb": machine.max_rss_mb()}
     logging.info("%s %s: timing %s, %d rounds of %d steps", size.name, cell, ", ".join(fns), rounds,
                  steps_per_round)
-    times, losses = interleaved(fns, rounds, steps_per_round, runtimes)
+    times, last = timing.interleaved(fns, rounds, steps_per_round, runtimes)
     tokens = size.tokens_per_step
     for variant, secs in times.items():
         flops = softmax_train_flops(size) if variant == "softmax" else train_flops(cell, size)
-        gflops = summarize([flops / s / 1e9 for s in secs])
+        gflops = timing.summarize([flops / s / 1e9 for s in secs])
         rows[variant].update(
-            tokens_per_step=tokens, flops_per_step=flops, sec_per_step=summarize(secs), round_secs=secs,
-            tokens_per_sec=summarize([tokens / s for s in secs]), gflops=gflops,
+            tokens_per_step=tokens, flops_per_step=flops, sec_per_step=timing.summarize(secs), round_secs=secs,
+            tokens_per_sec=timing.summarize([tokens / s for s in secs]), gflops=gflops,
             percent_of_peak=100 * gflops["median"] / peak_gflops if peak_gflops else None,
-            vs_keras=_paired_ratio(times["keras"], secs) if "keras" in times else None,
-            final_loss=losses[variant])
+            vs_keras=timing.paired_ratio(times["keras"], secs) if "keras" in times else None,
+            final_loss=last[variant])
     return list(rows.values())
 
 
@@ -570,14 +440,14 @@ def benchmark_generation(cell, size, batch_sizes=(1, 32), num_tokens=100, rounds
     for batch_size in batch_sizes:
         fns = {"rnn_lm": _rnn_lm_generator(model, batch_size, num_tokens),
                "keras": _keras_generator(keras_model, batch_size, num_tokens)}
-        first = {name: first_call_and_warmup(fn, 0) for name, fn in fns.items()}
+        first = {name: timing.first_call_and_warmup(fn, 0) for name, fn in fns.items()}
         agree = float(np.mean(fns["rnn_lm"]() == fns["keras"]()))  # also the warm-up call
         logging.info("%s %s: timing generation at batch %d", size.name, cell, batch_size)
-        times, _ = interleaved(fns, rounds, 1)
+        times, _ = timing.interleaved(fns, rounds, 1)
         ms = {name: [1000 * s / num_tokens for s in secs] for name, secs in times.items()}
         rows.append({"config": size.name, "cell": cell, "batch_size": batch_size, "tokens": num_tokens,
-                     "ms_per_token": {name: summarize(v) for name, v in ms.items()},
-                     "first_call_s": first, "rnn_lm_vs_keras": _paired_ratio(ms["keras"], ms["rnn_lm"]),
+                     "ms_per_token": {name: timing.summarize(v) for name, v in ms.items()},
+                     "first_call_s": first, "rnn_lm_vs_keras": timing.paired_ratio(ms["keras"], ms["rnn_lm"]),
                      "tokens_agree": agree})
     return rows
 
@@ -596,16 +466,17 @@ NOTES = [
 def run(settings):
     """Runs everything ``settings`` asks for; returns the JSON-ready results."""
     settings.validate()
-    results = {"machine": machine_info(), "settings": dataclasses.asdict(settings), "train": [],
+    results = {"machine": machine.machine_info(), "settings": dataclasses.asdict(settings), "train": [],
                "generate": [], "notes": list(NOTES)}
     if "torch" in settings.variants:
         results["notes"].append(
-            "PyTorch does not import here: its variant was skipped" if torch_version() is None else
+            "PyTorch does not import here: its variant was skipped" if machine.torch_version() is None else
             "torch.nn.GRU is the reset-after GRU: a different function with the same matmuls")
     results["matmul_peak"], peak = None, None
     if settings.peak_size:
         logging.info("matmul peak, %d^3", settings.peak_size)
-        results["matmul_peak"] = {"size": settings.peak_size, "gflops": matmul_peak_gflops(settings.peak_size)}
+        results["matmul_peak"] = {"size": settings.peak_size,
+                                  "gflops": machine.matmul_peak_gflops(settings.peak_size)}
         peak = results["matmul_peak"]["gflops"]["median"]
     for name in settings.configs:
         for cell in settings.cells:
@@ -617,5 +488,5 @@ def run(settings):
                 results["generate"] += benchmark_generation(
                     cell, size, settings.generate_batch_sizes, settings.generate_tokens, settings.rounds,
                     settings.seed)
-    results["max_rss_mb"] = max_rss_mb()
+    results["max_rss_mb"] = machine.max_rss_mb()
     return results

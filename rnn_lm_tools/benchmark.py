@@ -6,7 +6,7 @@
 Compares, in one process and interleaved, rnn_lm's real train step (with and
 without XLA), the same step on keras.layers.LSTM / GRU(reset_after=False) /
 SimpleRNN, and PyTorch when it imports; then greedy generation.  See
-rnn_lm/benchmark.py for what is measured and how.
+rnn_lm_tools/speed.py for what is measured and how.
 """
 
 import json
@@ -44,7 +44,9 @@ flags.DEFINE_string("json_out", "", "Also write all results here as JSON.")
 JIT_VARIANTS = {"off": "rnn_lm", "on": "rnn_lm_xla"}
 
 
-def settings_from_flags(benchmark):
+def settings_from_flags():
+    from rnn_lm_tools import machine, speed  # they load TensorFlow: not before --help is answered
+
     f = FLAGS
     bad_jit = [j for j in f.jit if j not in JIT_VARIANTS]
     if bad_jit or not f.jit:
@@ -54,7 +56,7 @@ def settings_from_flags(benchmark):
     except ValueError:
         raise RnnLmError(f"--generate_batch_sizes must be integers, got {','.join(f.generate_batch_sizes)}")
     variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit))
-    if f.bfloat16 == "on" or (f.bfloat16 == "auto" and benchmark.cpu_has_bf16()):
+    if f.bfloat16 == "on" or (f.bfloat16 == "auto" and machine.cpu_has_bf16()):
         variants += ("rnn_lm_bf16",)
     if f.float16 == "on":
         variants += ("rnn_lm_fp16",)
@@ -63,7 +65,7 @@ def settings_from_flags(benchmark):
         variants += ("torch",)
     if f.profile:
         variants += ("softmax",)
-    return benchmark.Settings(
+    return speed.Settings(
         cells=tuple(f.cells), configs=tuple(f.configs), variants=variants, rounds=f.rounds,
         steps_per_round=f.steps_per_round, warmup=f.warmup, generate_tokens=f.generate_tokens,
         generate_batch_sizes=batch_sizes, peak_size=f.peak_size, seed=f.seed).validate()
@@ -124,17 +126,18 @@ def print_report(results):
 
 
 def main(argv):
-    from rnn_lm import benchmark  # loads TensorFlow
     import tensorflow as tf
 
-    settings = settings_from_flags(benchmark)
+    from rnn_lm_tools import speed
+
+    settings = settings_from_flags()
     if FLAGS.json_out and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.json_out))):
         raise RnnLmError(f"--json_out: no folder {os.path.dirname(FLAGS.json_out)}")
     logging.set_verbosity(logging.INFO)
     # Every variant wraps the same Python method in its own tf.function, which
     # TensorFlow's retracing heuristic reports as retracing; it is not.
     tf.get_logger().setLevel(std_logging.ERROR)
-    results = benchmark.run(settings)
+    results = speed.run(settings)
     print_report(results)
     if FLAGS.json_out:
         with open(FLAGS.json_out, "w", encoding="utf-8") as f:

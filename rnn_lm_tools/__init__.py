@@ -1,0 +1,1 @@
+"""Measurement harnesses for rnn_lm (benchmark, kill test, large corpus): they import rnn_lm as a user would."""
