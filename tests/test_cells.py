@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from rnn_lm import cells, config
 from rnn_lm.unroll import unroll
+from tests.helpers import sigmoid
 
 B, T, IN, H = 2, 4, 3, 5
 
@@ -19,10 +20,6 @@ IDS = ["elman-tanh", "elman-relu", "elman-sigmoid", "lstm", "gru"]
 
 
 # --- The slides in NumPy (row vectors: x @ W). A state is a tuple: (h,) or (h, c).
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
 
 NP_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0.0), "sigmoid": sigmoid}
 

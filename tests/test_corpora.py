@@ -1,9 +1,11 @@
-"""Named corpora: checksums, the cache folder, downloads, and Tiny Shakespeare's split."""
+"""Named corpora (rnn_lm.data.corpora): files checked against their published SHA-256, PTB read from
+the cache folder without the network, a download kept only when verified, and Tiny Shakespeare's
+90/5/5 split by characters (nanoGPT's training split).  Tests that need the shared corpora skip
+without them."""
 
 import hashlib
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +13,8 @@ from rnn_lm.config import DataConfig
 from rnn_lm.data import corpora
 from rnn_lm.data.corpus import load_corpus
 from rnn_lm.errors import RnnLmError
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared corpora not found at {SHARED}")
 
 

@@ -1,5 +1,7 @@
-"""Decoding (rnn_lm.decoding) against NumPy: the filtered sampling distributions, and beam
-search against brute-force enumeration of every hypothesis."""
+"""Decoding (rnn_lm.decoding) against NumPy: the filtered sampling distributions (chi-squared on
+sample frequencies), top-k 1 and beam width 1 equal to greedy, beam search against brute-force
+enumeration of every hypothesis and the length penalty's formula, outputs as wide as the tokens
+produced, and XLA decoding equal to the plain graph."""
 
 import itertools
 import types
@@ -9,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from rnn_lm import decoding
-from test_model import make_model
+from tests.helpers import make_model
 
 EOS = 0
 

@@ -1,4 +1,7 @@
-"""rnn-lm-diagnose: parameter counts, the measured quantities, the experiments, the binary and its files."""
+"""Diagnostics (rnn_lm.diagnostics): parameter counts against the built models' trainable values and a
+hand computation, equal-parameter hidden sizes, ``diagnose`` reporting rnn_lm.analysis's quantities of
+the model, and the exploding-gradient runs sharing a start and parting at the first clipped step.  The
+binary, rnn-lm-diagnose, is in test_bin_diagnose.py."""
 
 import dataclasses
 import json
@@ -6,12 +9,10 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from rnn_lm import analysis, diagnostics
 from rnn_lm.config import ModelConfig
 from rnn_lm.model import RNNLanguageModel
-from test_binaries import assert_one_line_error, run
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
@@ -68,50 +69,3 @@ def test_exploding_experiment_same_start_then_clipping_differs():
     assert free["loss"][1] != clipped["loss"][1]
     assert all(np.isfinite(clipped["loss"]))
     assert free["non_finite_steps"] == sum(not np.isfinite(v) for v in free["loss"])
-
-
-def test_diagnose_binary_fresh_models(tmp_path):
-    proc = run("diagnose", f"--out_dir={tmp_path}", "--hidden_size=8", "--num_steps=6", "--batch_size=4")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    results = json.loads((tmp_path / "diagnose.json").read_text())
-    assert sorted(results) == ["elman (init)", "gru (init)", "lstm (init)"]
-    for result in results.values():
-        assert [len(layer) for layer in result["gradient_flow"]] == [6, 6]
-    elman = results["elman (init)"]["gradient_flow"][0]
-    assert elman[5] < elman[0]  # the simple RNN's gradient shrinks with the lag
-    assert results["elman (init)"]["keep_histogram"] == [None, None]
-    for png in ("gradient_flow.png", "gates.png"):
-        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "lag 5" in proc.stdout
-    # The figures as TensorBoard images.
-    tags = set()
-    for event_file in (tmp_path / "tensorboard").iterdir():
-        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
-            tags.update(v.tag for v in event.summary.value)
-    assert tags == {"gradient_flow", "gates"}
-
-
-def test_diagnose_binary_bad_input(tmp_path):
-    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--num_steps=1"), "--num_steps")
-    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", f"--model_dir={tmp_path}/none"), "none")
-    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--cells=lstm,rnn"), "rnn")
-    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--model_dir=x", "--experiment=cells"),
-                          "exclude")
-
-
-def test_diagnose_binary_cell_experiment(tmp_path):
-    """The experiment end to end at toy size: three trained models of nearly equal size, each drawn twice."""
-    proc = run("diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--hidden_size=8", "--num_layers=1",
-               "--train_tokens=3000", "--epochs=1", "--num_steps=5", "--agreement_pairs=4")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    results = json.loads((tmp_path / "diagnose.json").read_text())
-    trained = {label: r for label, r in results.items() if not label.endswith("(init)")}
-    assert len(results) == 6 and len(trained) == 3
-    counts = [r["parameters"] for r in trained.values()]
-    assert max(counts) - min(counts) < 0.05 * max(counts)
-    for label, r in trained.items():
-        assert results[label + " (init)"]["parameters"] == r["parameters"]
-        assert set(r["agreement"]) == {str(d) for d in diagnostics.AGREEMENT_DISTANCES}
-        assert 1 < r["valid_perplexity"] < 200
-        assert (tmp_path / label.split()[0] / "config.json").exists()
-    assert (tmp_path / "agreement.png").exists()

@@ -1,4 +1,4 @@
-"""tf.distribute: a mirrored run over 2 logical CPU devices and a real 2-worker run give one device's losses.
+"""tf.distribute (rnn_lm.distribute): a mirrored run over 2 logical CPU devices and a real 2-worker run give one device's losses.
 
 Each distributed run is a fresh process of ``rnn-lm-train`` (logical devices
 and the multi-worker runtime must be set up before TensorFlow starts); its
@@ -24,8 +24,9 @@ import pytest
 import tensorflow as tf
 
 from rnn_lm import distribute, training
+from rnn_lm.config import flag_name
 from rnn_lm.errors import RnnLmError
-from test_training import tiny_config, write_corpus
+from tests.helpers import tiny_config, write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTOL = 1e-5
@@ -133,8 +134,10 @@ def test_two_workers_train_checkpoint_resume_and_restore_on_one_device(reference
 
 def test_global_batch_must_split_over_the_replicas():
     distribute.check_global_batch(20, 4)
-    with pytest.raises(RnnLmError, match="--batch_size=20 does not split over 3 replicas"):
+    with pytest.raises(RnnLmError, match="train.batch_size=20 does not split over 3 replicas") as e:
         distribute.check_global_batch(20, 3)
+    # rnn-lm-train names the field by its flag.
+    assert e.value.naming_flags(flag_name).startswith("--batch_size=20 does not split over 3 replicas")
 
 
 def test_multi_worker_without_tf_config_is_a_one_line_error(tmp_path, monkeypatch):

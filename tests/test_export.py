@@ -1,4 +1,8 @@
-"""The SavedModel: strings in and out, served in a process where rnn_lm cannot be imported."""
+"""The SavedModel (rnn_lm.export): strings in and out, served in a fresh process where rnn_lm cannot be
+imported, against the in-process model: sentence scores against one full-sequence call in float64, greedy
+generation against rnn_lm.decoding, tokenize/detokenize/step against the vocabulary and ``model.step``, the
+corpus perplexity token by token through ``step`` against the Evaluator; ``saved_model_cli show`` lists the
+signatures; a killed export's staging folder goes.  The binaries that use it are in test_bin_export.py."""
 
 import json
 import os
@@ -10,11 +14,9 @@ import pytest
 import tensorflow as tf
 
 from rnn_lm import checkpoints
-from rnn_lm import evaluation
-from rnn_lm import decoding, training
+from rnn_lm import decoding, evaluation, export, training
 from rnn_lm.data import corpus as corpus_lib
-from rnn_lm.data.tokenizers import WordTokenizer
-from test_training import tiny_config, write_corpus
+from tests.helpers import ENV, resume_config, sentence_log_prob, tiny_config, train_run, write_corpus
 
 # Runs in a fresh interpreter with rnn_lm made unimportable.
 CLIENT = r"""
@@ -57,24 +59,15 @@ def exported(tmp_path_factory):
     stream = corpus_lib.load_corpus(config.data, vocab).test
     proc = subprocess.run([sys.executable, "-c", CLIENT, os.path.join(model_dir, "saved_model"),
                            json.dumps(stream.tolist())],
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                          capture_output=True, text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return vocab, model, {**json.loads(proc.stdout.splitlines()[-1]), "stream": stream}
-
-
-def log_prob(model, vocab, sentence):
-    ids = vocab.encode(WordTokenizer().tokenize(sentence))
-    inputs = np.concatenate([[vocab.eos_id], ids[:-1]])
-    logits, _ = model(tf.constant(inputs[None]))
-    log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
-    return log_p[np.arange(len(ids)), ids].sum(), len(ids)
 
 
 def test_score_matches_the_model(exported):
     vocab, model, served = exported
     for i, sentence in enumerate(["the cake which", "dogs zebra"]):
-        expected, n = log_prob(model, vocab, sentence)
+        expected, n = sentence_log_prob(model, vocab, sentence)
         assert served["num_tokens"][i] == n
         np.testing.assert_allclose(served["log_prob"][i], expected, rtol=1e-4)
         np.testing.assert_allclose(served["perplexity"][i], np.exp(-expected / n), rtol=1e-4)
@@ -105,7 +98,7 @@ def test_saved_model_cli_shows_the_signatures(exported, tmp_path_factory):
         pytest.skip("saved_model_cli is not installed beside this interpreter")
     path = next(tmp_path_factory.getbasetemp().glob("export*/run/saved_model"))
     proc = subprocess.run([cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                          timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("serving_default", "generate", "score", "step", "tokenize", "detokenize"):
         assert f"signature_def['{name}']" in proc.stdout
@@ -118,3 +111,20 @@ def test_corpus_perplexity_through_the_saved_model_equals_the_evaluator(exported
     served_ppl = np.exp(-served["stream_log_prob"] / len(stream))
     expected = evaluation.Evaluator(model, 1, 7, vocab.eos_id).perplexity(stream)
     np.testing.assert_allclose(served_ppl, expected, rtol=1e-4)
+
+
+def test_export_cleans_up_after_a_killed_export(tmp_path):
+    """A staging folder left by a killed export goes; a leftover saved_model.old blocks nothing."""
+    train_run(resume_config(write_corpus(tmp_path / "data", (40, 3, 3))), tmp_path / "run", max_steps=2)
+    config, vocab, model = checkpoints.load_model(str(tmp_path / "run"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / "run" / f"{export.STAGING_PREFIX}{dead.pid}-abc"
+    os.makedirs(stale / "saved_model")
+    os.makedirs(tmp_path / "run" / "saved_model.old" / "variables")
+    target = str(tmp_path / "run" / "saved_model")
+    for _ in range(2):  # the second replaces the first
+        assert export.export_saved_model(model, vocab, config, target) == target
+    assert not stale.exists()
+    assert sorted(n for n in os.listdir(tmp_path / "run") if "saved_model" in n) == ["saved_model", "saved_model.old"]
+    assert os.path.isfile(os.path.join(target, "saved_model.pb"))

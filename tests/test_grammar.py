@@ -1,4 +1,8 @@
-"""Tests for the built-in grammar corpus (rnn_lm.data.grammar)."""
+"""The built-in grammar corpus (rnn_lm.data.grammar), checked by an independent recogniser written here
+from the lexicon tables: every sentence is grammatical with every verb agreeing with its subject (for any
+seed, by hypothesis), generation is deterministic per seed and reaches its token counts minimally,
+agreement pairs have exactly the requested distance with an attractor, and the splits are written as
+documented."""
 
 from functools import lru_cache
 

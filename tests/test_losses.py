@@ -1,4 +1,5 @@
-"""The lecture's cost J and perplexity (rnn_lm.losses)."""
+"""The lecture's cost J and perplexity (rnn_lm.losses) against a two-class case computed by hand, the
+slide's formula in NumPy, uniform logits (perplexity |V|) and logits too large for a naive log-softmax."""
 
 import math
 

@@ -1,26 +1,18 @@
-"""The language model (rnn_lm.model) against a NumPy transcription, and its state handling."""
+"""The language model (rnn_lm.model) against a float64 NumPy transcription of its docstring
+(E[w] -> LSTM layers (the slides) -> h V + b_y): the forward pass, variable names, tied and one-hot
+embeddings, state carried across calls and token by token, every dropout only in training (locked and
+embedding dropout against their definitions), and bfloat16 compute against a float32 twin."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from rnn_lm.config import ModelConfig
-from rnn_lm.errors import RnnLmError
 from rnn_lm.model import RNNLanguageModel
+from tests.helpers import make_model, mixed_twins, sigmoid
 
-VOCAB, B, T = 7, 2, 5
-
-
-def make_model(seed=0, **overrides):
-    """A tiny model whose every variable (biases included) holds distinct random values."""
-    config = ModelConfig(**{**dict(vocab_size=VOCAB, cell="lstm", num_layers=2, hidden_size=4,
-                                   embedding_size=3), **overrides})
-    config.validate()
-    model = RNNLanguageModel(config)
-    rng = np.random.default_rng(seed)
-    for v in model.trainable_variables:
-        v.assign(rng.uniform(-0.7, 0.7, v.shape))
-    return model
+VOCAB, B, T = 7, 2, 5  # make_model's vocabulary
+SEED = tf.constant([3, 4], tf.int64)
 
 
 def params(model):
@@ -30,10 +22,6 @@ def params(model):
 
 def sample_ids(t=T, seed=1):
     return tf.constant(np.random.default_rng(seed).integers(0, VOCAB, (B, t)), tf.int32)
-
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
 
 
 def np_lstm_lm(p, ids, num_layers, tied=False):
@@ -125,10 +113,17 @@ def test_step_token_by_token_equals_call(cell):
     assert_state_close(step_state, state)
 
 
-def test_dropout_only_in_training():
-    model = make_model(dropout=0.5)
+# --- Dropout: ptb_small_plus's variants (locked, input, embedding) as well as plain dropout.
+
+@pytest.mark.parametrize("overrides", [
+    dict(dropout=0.5),
+    dict(dropout=0.4, input_dropout=0.6, locked_dropout=True, embedding_dropout=0.2, embedding_size=4,
+         hidden_size=4, tie_embeddings=True),
+], ids=["dropout", "every_variant"])
+def test_dropout_only_in_training(overrides):
+    model = make_model(**overrides)
     ids = sample_ids()
-    want, _ = np_lstm_lm(params(model), ids.numpy(), 2)
+    want, _ = np_lstm_lm(params(model), ids.numpy(), 2, tied=overrides.get("tie_embeddings", False))
     np.testing.assert_allclose(model(ids, training=False)[0].numpy(), want, rtol=1e-5, atol=1e-5)
     a, b = model(ids, training=True)[0].numpy(), model(ids, training=True)[0].numpy()
     assert np.max(np.abs(a - want)) > 1e-2
@@ -137,19 +132,54 @@ def test_dropout_only_in_training():
     seeded = lambda seed: model(ids, training=True, dropout_seed=tf.constant(seed, tf.int64))[0].numpy()
     np.testing.assert_array_equal(seeded([1, 2]), seeded([1, 2]))
     assert np.max(np.abs(seeded([1, 2]) - seeded([1, 3]))) > 1e-2
+    np.testing.assert_array_equal(seeded([3, 4]), model(ids, training=True, dropout_seed=SEED)[0].numpy())
+    assert np.max(np.abs(seeded([3, 4]) - want)) > 1e-2
 
 
-@pytest.mark.parametrize("bad", [
-    dict(hidden_size=-1), dict(hidden_size=0), dict(embedding_size=-1), dict(num_layers=0),
-    dict(init_scale=-0.1), dict(dropout=1.0), dict(dropout=-0.1),
-    dict(tie_embeddings=True, embedding_size=3, hidden_size=4), dict(cell="rnn"),
-    dict(activation="softmax"),
-], ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
-def test_config_validation(bad):
-    config = ModelConfig(**{**dict(vocab_size=VOCAB, hidden_size=4, embedding_size=4), **bad})
-    with pytest.raises(RnnLmError) as e:
-        config.validate()
-    assert "\n" not in str(e.value)  # the binaries print it as one line
+@pytest.mark.parametrize("locked", [True, False])
+def test_locked_dropout_keeps_one_mask_for_the_window(locked):
+    model = make_model(dropout=0.5, locked_dropout=locked)
+    x = tf.ones([4, 9, 300])
+    y = model._dropout(x, 0.5, 1, SEED).numpy()
+    assert set(np.unique(y)) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert abs(np.mean(y == 0) - 0.5) < 0.03
+    same_over_time = all(np.array_equal(y[:, t], y[:, 0]) for t in range(9))
+    assert same_over_time == locked  # per-step masks differ from step to step
+    # Each stream draws its own mask.
+    assert not np.array_equal(y[0, 0], y[1, 0])
+
+
+def test_embedding_dropout_drops_word_types():
+    p = 0.3
+    model = make_model(vocab_size=1000, embedding_size=5, embedding_dropout=p)
+    ids = tf.constant(np.random.default_rng(0).integers(0, 1000, (8, 50)), tf.int32)
+    x = model.embed(ids)
+    y = model._embedding_dropout(ids, x, SEED).numpy()
+    x, ids = x.numpy(), ids.numpy()
+    kept = np.all(np.isclose(y, x / (1 - p), rtol=1e-6), axis=-1)
+    dropped = np.all(y == 0, axis=-1)
+    assert np.all(kept ^ dropped)  # each position: the whole vector kept (scaled) or zero
+    # A word is dropped everywhere in the step or nowhere.
+    for word in np.unique(ids):
+        assert len(set(dropped[ids == word])) == 1, word
+    rate = np.mean([dropped[ids == w][0] for w in np.unique(ids)])
+    assert abs(rate - p) < 0.07  # about 990 types drawn
+
+
+# --- bfloat16 compute.
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_bfloat16_forward_matches_float32(cell):
+    full, mixed = mixed_twins(cell, "bfloat16")
+    ids = tf.constant(np.random.default_rng(0).integers(0, 40, (3, 9)), tf.int32)
+    want, want_state = full(ids)
+    got, got_state = mixed(ids)
+    assert got.dtype == tf.float32  # the loss is computed in float32
+    assert all(s.dtype == tf.float32 for s in tf.nest.flatten(got_state))  # carried state stays float32
+    # bfloat16 keeps 8 bits of mantissa: about 2-3 significant digits.
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=0.03 * np.abs(want.numpy()).max() + 1e-3)
+    for g, w in zip(tf.nest.flatten(got_state), tf.nest.flatten(want_state)):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=0.03)
 
 
 def test_model_needs_a_vocabulary():

@@ -1,10 +1,9 @@
-"""The shipped presets: each parses through rnn-lm-train's own flags into the documented values
+"""The shipped presets (rnn_lm/presets): each parses through rnn-lm-train's own flags into the documented values
 (Zaremba et al.'s settings translated to the time-averaged cost), and each trains two steps on a
 slice of its corpus."""
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,10 +11,7 @@ import textwrap
 import pytest
 
 from rnn_lm import presets
-
-from test_corpora import SHARED
-
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+from tests.helpers import ENV, SHARED
 
 # Zaremba, Sutskever & Vinyals (2014), section 4.1 and the TensorFlow tutorial: the cost is
 # summed over num_steps there, so lr_here = lr * num_steps and clip_here = clip / num_steps.

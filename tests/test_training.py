@@ -1,44 +1,24 @@
-"""The trainer: learning, exact evaluation, resume, and the model directory's guards."""
+"""The training loop (rnn_lm.training): it learns, it resumes exactly, and it stops cleanly.
+
+References: a corpus of one 12-word sentence repeated, which a model that learned it predicts with
+perplexity near 1 (a unigram model: above 10); an uninterrupted run, whose every loss an interrupted
+and resumed one must repeat bit for bit on CPU (with every regulariser on, in float16 with its loss
+scale, streamed from the ids file); and disks that refuse a write (simulated), which must give one line
+and leave the last complete checkpoint to resume from.
+"""
 
 import dataclasses
-import re
-import math
 import os
+import re
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_lm import schedules
-from rnn_lm import checkpoints
-from rnn_lm import evaluation
-from rnn_lm import train_step
 from rnn_lm import training
-from rnn_lm.config import Config, DataConfig, ModelConfig, TrainConfig
+from rnn_lm.config import Config
 from rnn_lm.data import corpus as corpus_lib
-from rnn_lm.errors import RnnLmError
-
-# A fixed order of 12 words, repeated: after one pass a model can predict every
-# next word, so its perplexity can approach 1.
-WORDS = "the cake which the children like was eaten by two small dogs".split()
-
-
-def write_corpus(folder, lines_per_split=(60, 6, 6), words=WORDS):
-    os.makedirs(folder, exist_ok=True)
-    for split, n in zip(("train", "valid", "test"), lines_per_split):
-        with open(os.path.join(folder, f"{split}.txt"), "w", encoding="utf-8") as f:
-            f.write(" ".join(words) + "\n" if n else "")
-            for _ in range(n - 1):
-                f.write(" ".join(words) + "\n")
-    return str(folder)
-
-
-def tiny_config(data_dir, **train):
-    base = dict(batch_size=4, num_steps=6, epochs=1, optimizer="adam", learning_rate=0.01,
-                log_every_steps=1000, sample_tokens=5, eval_batch_size=3)
-    base.update(train)
-    return Config(model=ModelConfig(cell="lstm", num_layers=1, hidden_size=24, embedding_size=16),
-                  data=DataConfig(data_dir=data_dir), train=TrainConfig(**base))
+from rnn_lm.errors import Diverged, RnnLmError
+from tests.helpers import plus_config, resume_config, tiny_config, train_run, write_corpus
 
 
 def test_overfits_a_tiny_corpus_to_perplexity_near_one(tmp_path):
@@ -52,6 +32,9 @@ def test_overfits_a_tiny_corpus_to_perplexity_near_one(tmp_path):
     losses = list(result.step_losses.values())
     assert losses[-1] < 0.1 * losses[0]
 
+
+# ---------------------------------------------------------------------------
+# Resuming.
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     """Stopped at step 3 and resumed, the run's steps 4..8 (across an epoch edge) are unchanged."""
@@ -74,85 +57,48 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert rest.test_perplexity == whole.test_perplexity
 
 
-def test_evaluator_scores_every_token_exactly(tmp_path):
-    """One stream: perplexity equals one pass over the whole text, however it is windowed.
-
-    With several streams each row starts from h_(0) = 0, so the reference is
-    each row's own pass.
-    """
-    data = write_corpus(tmp_path / "data", (30, 5, 5))
-    training.train(tiny_config(data, max_steps=5), str(tmp_path / "run"), export=False)
-    config, vocab, model = checkpoints.load_model(str(tmp_path / "run"))
-    ids = corpus_lib.load_corpus(config.data, vocab).valid
-    stream = np.concatenate([[vocab.eos_id], ids])
-
-    def nll(row):  # -log p of row[1:] given row[:-1], from h_(0) = 0, in one call
-        logits, _ = model(tf.constant(row[None, :-1]))
-        log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
-        return -log_p[np.arange(len(row) - 1), row[1:]]
-
-    reference = math.exp(nll(stream).mean())
-    for num_steps in (7, 64):
-        got = evaluation.Evaluator(model, 1, num_steps, vocab.eos_id).perplexity(ids)
-        np.testing.assert_allclose(got, reference, rtol=1e-5)
-    rows = np.array_split(np.arange(len(ids)), 3)  # 65 targets -> rows of 22, 22, 21
-    per_row = np.concatenate([nll(stream[r[0]:r[-1] + 2]) for r in rows])
-    got = evaluation.Evaluator(model, 3, 5, vocab.eos_id).perplexity(ids)
-    np.testing.assert_allclose(got, math.exp(per_row.mean()), rtol=1e-5)
+def test_every_regulariser_resumes_exactly(tmp_path):
+    """Stopped inside epoch 2 (averaging running) and resumed: the same losses, the same model."""
+    data = write_corpus(tmp_path / "data", (16, 4, 4))
+    cfg = plus_config(data, epochs=3, max_steps=14)
+    whole = training.train(cfg, str(tmp_path / "a"), export=False)
+    first = training.train(cfg.replace(train=dataclasses.replace(cfg.train, max_steps=7)),
+                           str(tmp_path / "b"), export=False)
+    rest = training.train(cfg, str(tmp_path / "b"), export=False)
+    assert sorted(whole.valid_perplexities) == [1, 2] and min(rest.step_losses) == 8  # epochs of 5 steps
+    for step in range(1, 15):
+        assert first.step_losses.get(step, rest.step_losses.get(step)) == whole.step_losses[step], step
+    assert rest.test_perplexity == whole.test_perplexity
 
 
-def test_model_dir_refuses_a_different_model(tmp_path):
+def test_float16_run_checkpoints_its_loss_scale_and_resumes_exactly(tmp_path):
     data = write_corpus(tmp_path / "data", (20, 3, 3))
-    cfg = tiny_config(data, max_steps=2)
-    training.train(cfg, str(tmp_path / "run"), export=False)
-    before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
-    other = cfg.replace(model=dataclasses.replace(cfg.model, cell="gru"))
-    with pytest.raises(RnnLmError, match="cell"):
-        training.train(other, str(tmp_path / "run"), export=False)
-    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == before
+    cfg = tiny_config(data, max_steps=4, compute_dtype="float16", deterministic=True, num_steps=5)
+    whole = training.train(cfg, str(tmp_path / "a"), export=False)
+    first = training.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=2)),
+                           str(tmp_path / "b"), export=False)
+    names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(tmp_path / "b" / "checkpoints")))]
+    assert any("dynamic_scale" in n for n in names), names
+    rest = training.train(cfg, str(tmp_path / "b"), export=False)
+    assert {**first.step_losses, **rest.step_losses} == whole.step_losses  # bit for bit on CPU
 
 
-def test_bad_corpus_leaves_no_model_dir(tmp_path):
-    data = write_corpus(tmp_path / "data", (1, 1, 1))  # 13 tokens: less than one batch
-    with pytest.raises(RnnLmError, match="fewer than one batch"):
-        training.train(tiny_config(data), str(tmp_path / "run"), export=False)
-    assert not os.path.exists(tmp_path / "run")
+def test_training_with_stream_train_gives_the_same_losses(tmp_path):
+    data = write_corpus(tmp_path / "data", (40, 4, 4))
+    config = tiny_config(data, max_steps=2, deterministic=True)
+    in_memory = training.train(config, str(tmp_path / "a"), export=False)
+    stream_config = config.replace(data=dataclasses.replace(config.data, stream_train=True))
+    stream = training.train(stream_config, str(tmp_path / "b"), export=False)
+    assert sorted(stream.step_losses) == [1, 2]
+    assert stream.step_losses == in_memory.step_losses
+    assert stream.unigram_valid_perplexity == in_memory.unigram_valid_perplexity
+    assert stream.test_perplexity == in_memory.test_perplexity
+    assert os.path.isfile(tmp_path / "b" / corpus_lib.TOKEN_DIR / corpus_lib.TOKEN_FILE)
+    assert not os.path.exists(tmp_path / "a" / corpus_lib.TOKEN_DIR)
 
 
-def test_learning_rate_schedule():
-    t = TrainConfig(learning_rate=20.0, lr_decay=0.5, decay_start_epoch=5)
-    assert [schedules.learning_rate_at(t, e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
-
-
-def test_checkpoint_holds_every_variable(tmp_path):
-    """Every layer's cell weights are saved and restored, not only the top-level ones."""
-    data = write_corpus(tmp_path / "data", (20, 3, 3))
-    run = str(tmp_path / "run")
-    training.train(tiny_config(data, max_steps=2), run, export=False)
-    path = tf.train.latest_checkpoint(os.path.join(run, "checkpoints"))
-    reader = tf.train.load_checkpoint(path)
-    _, _, model = checkpoints.load_model(run)
-    names = [f"model/{v.path.split('/', 1)[1].replace('lstm_1', 'layer_1')}/.ATTRIBUTES/VARIABLE_VALUE"
-             for v in model.variables]
-    assert len(names) == len([n for n, _ in tf.train.list_variables(path) if n.startswith("model/")])
-    for name, var in zip(names, model.variables):
-        np.testing.assert_array_equal(reader.get_tensor(name), var.numpy(), err_msg=name)
-
-
-def test_gradient_norm_counts_a_repeated_token_once(tmp_path):
-    """The logged (and clipped) norm is that of the dense gradient, with repeated tokens summed."""
-    import keras
-    from rnn_lm.model import RNNLanguageModel
-    model = RNNLanguageModel(ModelConfig(vocab_size=7, num_layers=1, hidden_size=5, embedding_size=4))
-    ids = tf.constant([[3, 3, 3, 3], [3, 1, 3, 2]])
-    step = train_step.TrainStep(model, keras.optimizers.SGD(0.0), batch_size=2, max_grad_norm=0)
-    with tf.GradientTape() as tape:
-        logits, _ = model(ids, model.zero_state(2), training=True)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits))
-    dense = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
-    expected = np.sqrt(sum(np.sum(np.square(g.numpy().astype(np.float64))) for g in dense))
-    np.testing.assert_allclose(float(step(ids, ids)["grad_norm"]), expected, rtol=1e-5)
-
+# ---------------------------------------------------------------------------
+# Non-finite losses.
 
 @pytest.mark.parametrize("policy, expected", [("stop", "at step 1 (1 in a row)"), ("skip", "at step 3 (3 in a row)")])
 def test_non_finite_updates_are_skipped_then_stop(tmp_path, policy, expected):
@@ -164,24 +110,16 @@ def test_non_finite_updates_are_skipped_then_stop(tmp_path, policy, expected):
         training.train(cfg, str(tmp_path / "run"), export=False)
 
 
-def test_skipped_update_leaves_weights_and_state_unchanged():
-    import keras
-    from rnn_lm.model import RNNLanguageModel
-    model = RNNLanguageModel(ModelConfig(vocab_size=7, num_layers=1, hidden_size=5, embedding_size=4))
-    step = train_step.TrainStep(model, keras.optimizers.SGD(1.0), batch_size=2, max_grad_norm=0)
-    ids = tf.constant([[1, 2, 3], [4, 5, 6]])
-    step(ids, ids)  # a finite step: the state moves away from zero
-    before = [v.numpy() for v in model.variables + step.carried_state]
-    model.b_y.assign(tf.fill([7], np.nan))  # the next loss is NaN ...
-    nan_b_y = model.b_y.numpy()
-    metrics = step(ids, ids)
-    assert not bool(metrics["applied"])
-    after = [v.numpy() for v in model.variables + step.carried_state]
-    for b, a, v in zip(before, after, model.variables + step.carried_state):
-        if v is not model.b_y:  # ... and nothing else changed
-            np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(model.b_y.numpy(), nan_b_y)
+def test_a_non_finite_loss_raises_diverged(tmp_path):
+    """Diverged (rnn-lm-train's exit status 3, tested in test_bin_model_dir.py) for a loss that overflows."""
+    data = write_corpus(tmp_path / "data", (40, 3, 3))
+    with pytest.raises(Diverged, match="non-finite loss"):
+        train_run(tiny_config(data, max_steps=3, nan_policy="stop", learning_rate=1e38, optimizer="sgd",
+                              max_grad_norm=0.0), tmp_path / "nan")
 
+
+# ---------------------------------------------------------------------------
+# Disks that refuse a write (simulated).
 
 @pytest.mark.parametrize("error", [
     tf.errors.ResourceExhaustedError(None, None, "ckpt-3.data-00000-of-00001: No space left on device"),
@@ -212,16 +150,6 @@ def test_a_disk_that_refuses_a_checkpoint_stops_cleanly(tmp_path, monkeypatch, e
     assert [rest.step_losses[s] for s in (3, 4)] == [whole.step_losses[s] for s in (3, 4)]
 
 
-def test_a_checkpoint_that_does_not_fit_config_json_is_refused(tmp_path):
-    data = write_corpus(tmp_path / "data", (30, 3, 3))
-    run = tmp_path / "run"
-    training.train(tiny_config(data, max_steps=2), str(run), export=False)
-    config = (run / "config.json").read_text()
-    (run / "config.json").write_text(config.replace('"hidden_size": 24', '"hidden_size": 25'))
-    with pytest.raises(RnnLmError, match=r"ckpt-2 does not fit the model of .*config.json \(lstm 1x25"):
-        checkpoints.load_model(str(run))
-
-
 def test_a_disk_that_refuses_the_model_dir_or_the_saved_model(tmp_path, monkeypatch):
     """Read-only at the start: nothing written, one line. Full at export: one line, the checkpoints kept."""
     data = write_corpus(tmp_path / "data", (30, 3, 3))
@@ -244,3 +172,19 @@ def test_a_disk_that_refuses_the_model_dir_or_the_saved_model(tmp_path, monkeypa
         training.train(cfg, str(run))
     assert not (run / "saved_model").exists() and not [p for p in os.listdir(run) if p.startswith("tmp")]
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")
+
+
+def test_unwritable_logs_are_one_line(tmp_path, monkeypatch):
+    cfg = resume_config(write_corpus(tmp_path / "data", (40, 3, 3)))
+    os.makedirs(tmp_path / "run")
+    (tmp_path / "run" / "logs").write_text("not a folder")
+    with pytest.raises(RnnLmError, match="cannot write TensorBoard logs to .*logs/train"):
+        train_run(cfg, tmp_path / "run", max_steps=2)
+    # A disk that fills up during the run (simulated: the event write fails as TensorFlow reports it).
+
+    def disk_full(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.summary, "scalar", disk_full)
+    with pytest.raises(RnnLmError, match="cannot write TensorBoard logs to .*logs/train \\(No space left on device\\)"):
+        train_run(cfg, tmp_path / "full", max_steps=2, log_every_steps=1)

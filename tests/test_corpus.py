@@ -1,7 +1,9 @@
-"""--stream_train: the streamed vocabulary, ids file and windows equal the in-memory ones."""
+"""Reading a corpus (rnn_lm.data.corpus): lines with universal newlines and odd characters kept, errors
+that name the file (and the byte offset of bad UTF-8), the vocabulary built from train only, PTB's
+counts against its README; and --stream_train's StreamedCorpus, whose vocabulary, ids file, unigram
+counts and errors must equal the in-memory corpus's for any text, line breaks and chunk boundaries
+(hypothesis), with the ids file reused only while train.txt is unchanged and complete."""
 
-import collections
-import dataclasses
 import json
 import os
 
@@ -10,39 +12,110 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rnn_lm import evaluation
-from rnn_lm import training
 from rnn_lm.config import DataConfig
 from rnn_lm.data import corpus as corpus_lib
-from rnn_lm.data import layout, pipeline
-from rnn_lm.data.tokenizers import get_tokenizer
+from rnn_lm.data.corpus import load_corpus, read_lines, read_split_lines
+from rnn_lm.data.tokenizers import EOS, UNK, get_tokenizer
 from rnn_lm.data.vocab import Vocabulary
 from rnn_lm.errors import RnnLmError
-from tests.test_training import tiny_config, write_corpus
+from tests.helpers import SHARED, encode, streamed, write_splits, write_texts
+
+PTB = SHARED / "ptb"
+
+
+# --- Reading files.
+
+def test_read_lines_universal_newlines_keep_odd_characters(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("a\r\nb\rc\n\nd\u2028e\x0cf\x85g\n".encode())
+    assert read_lines(str(path)) == ["a", "b", "c", "", "d\u2028e\x0cf\x85g"]
+
+
+@pytest.mark.parametrize("content,expect", [
+    (None, "no such file"),
+    (b"", "empty"),
+    (b" \n\n \t\n", "empty"),
+    (b"ok\n\xe9t\xe9\n", "offset 3"),
+])
+def test_read_lines_errors_name_the_file(tmp_path, content, expect):
+    path = tmp_path / "split.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(RnnLmError) as e:
+        read_lines(str(path))
+    message = str(e.value)
+    assert str(path) in message and expect in message and "\n" not in message
+    if expect.startswith("offset"):
+        assert "0xe9" in message
+
+
+def test_read_lines_on_a_directory(tmp_path):
+    with pytest.raises(RnnLmError, match="directory"):
+        read_lines(str(tmp_path))
+
+
+def test_encoding_errors_replace_reads_non_utf8(tmp_path):
+    path = tmp_path / "valid.txt"
+    path.write_bytes(b"the \xff cat\n")
+    with pytest.raises(RnnLmError, match="offset 4; --encoding_errors=replace"):
+        read_lines(str(path))
+    assert read_lines(str(path), "replace") == ["the \ufffd cat"]
+
+
+# --- In memory.
+
+def test_load_corpus_builds_vocabulary_from_train_only(tmp_path):
+    write_texts(tmp_path, train="a b a\nc a\n", valid="a zebra\n", test="b\n")
+    corpus = load_corpus(DataConfig(data_dir=str(tmp_path)))
+    # counts in train: a 3, b 1, c 1 (ties by code point); "zebra" is only in valid.
+    assert corpus.vocab.tokens == [UNK, EOS, "a", "b", "c"]
+    assert corpus.train.tolist() == [2, 3, 2, 1, 4, 2, 1]
+    assert corpus.valid.tolist() == [2, 0, 1]
+    assert corpus.test.tolist() == [3, 1]
+    assert corpus.unk_rate == {"train": 0.0, "valid": 1 / 3, "test": 0.0}
+
+
+def test_load_corpus_character_level_with_cap(tmp_path):
+    write_texts(tmp_path, train="abca\n", valid="abx\n", test="c\n")
+    corpus = load_corpus(DataConfig(data_dir=str(tmp_path), level="char", vocab_size=4))
+    # counts: a 2, then b, c, <eos>; the cap of 4 keeps <unk>, <eos>, a, b.
+    assert corpus.vocab.tokens == [UNK, EOS, "a", "b"]
+    assert corpus.train.tolist() == [2, 3, 0, 2, 1]
+    assert corpus.valid.tolist() == [2, 3, 0, 1]
+
+
+def test_corpus_folder_errors(tmp_path):
+    with pytest.raises(RnnLmError, match="no such directory"):
+        read_split_lines(DataConfig(data_dir=str(tmp_path / "nope")))
+    write_texts(tmp_path, train="a\n")
+    with pytest.raises(RnnLmError, match="valid.txt, test.txt"):
+        read_split_lines(DataConfig(data_dir=str(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def ptb():
+    if not PTB.is_dir():
+        pytest.skip(f"shared PTB corpus not found at {PTB}")
+    return load_corpus(DataConfig(data_dir=str(PTB)))
+
+
+def test_ptb_counts_match_the_data_readme(ptb):
+    assert len(ptb.vocab) == 10_000
+    assert (len(ptb.train), len(ptb.valid), len(ptb.test)) == (929_589, 73_760, 82_430)
+    # PTB already holds literal <unk> tokens, and nothing of valid/test is out of
+    # vocabulary, so the <unk> counts are exactly the README's.
+    assert int(np.sum(ptb.valid == 0)) == 3_485 and int(np.sum(ptb.test == 0)) == 4_794
+    assert ptb.unk_rate["valid"] == 3_485 / 73_760
+    assert ptb.vocab.tokens[:3] == [UNK, EOS, "the"]
+    counts = np.bincount(ptb.train, minlength=len(ptb.vocab))[2:]
+    assert np.all(counts[:-1] >= counts[1:])  # frequency order after the specials
+
+
+# --- Streamed (--stream_train): the in-memory corpus is the reference.
 
 # Text with every kind of line break, blank lines and characters outside ASCII.
 texts = st.lists(st.sampled_from(["\n", "\r\n", "\r", " ", "\t", "a", "b"]) | st.text(min_size=1, max_size=5),
                  max_size=40).map("".join)
-
-
-def write_splits(folder, train, held_out="a b\n"):
-    os.makedirs(folder, exist_ok=True)
-    for split, content in (("train", train), ("valid", held_out), ("test", held_out)):
-        with open(os.path.join(folder, f"{split}.txt"), "wb") as f:
-            f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
-    return str(folder)
-
-
-def streamed(data_dir, model_dir, vocab=None, **data):
-    config = DataConfig(data_dir=data_dir, stream_train=True, **data)
-    config.validate()
-    return corpus_lib.load_streamed_corpus(config, str(model_dir), vocab)
-
-
-def encode(corpus, **data):
-    """Writes the ids file of a streamed corpus; returns the corpus."""
-    config = DataConfig(**data)
-    corpus.train.ensure_encoded(corpus.vocab, get_tokenizer(config.level), config.encoding_errors)
-    return corpus
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -84,23 +157,6 @@ def test_streamed_vocabulary_caps_like_the_in_memory_one(tmp_path, vocab_size, m
     assert np.array_equal(np.fromfile(corpus.train.path, dtype=np.int32), in_memory.train)
     assert evaluation.unigram_perplexity(corpus.train_counts(), corpus.valid) == \
         evaluation.unigram_perplexity(in_memory.train_counts(), in_memory.valid)
-
-
-@pytest.mark.parametrize("batch_size,num_steps,start_window,block_windows",
-                         [(1, 1, 0, 1), (3, 5, 0, 64), (3, 5, 2, 2), (4, 7, 5, 3), (7, 2, 0, 4), (2, 35, 1, 64)])
-def test_token_file_windows_equal_train_windows(tmp_path, batch_size, num_steps, start_window, block_windows):
-    rng = np.random.default_rng(batch_size * 100 + num_steps)
-    lines = [" ".join(f"w{i}" for i in rng.integers(0, 50, size=rng.integers(1, 9))) for _ in range(120)]
-    data = write_splits(tmp_path / "data", "\n".join(lines) + "\n")
-    corpus = encode(streamed(data, tmp_path / "run"))
-    ids = corpus_lib.load_corpus(DataConfig(data_dir=data)).train
-    expected = list(pipeline.train_windows(ids, batch_size, num_steps, start_window).as_numpy_iterator())
-    got = list(pipeline.token_file_windows(corpus.train, batch_size, num_steps, start_window,
-                                           block_windows).as_numpy_iterator())
-    assert len(got) == len(expected) == layout.num_train_windows(len(ids), batch_size, num_steps) - start_window
-    for (x, y), (ex, ey) in zip(got, expected):
-        assert x.dtype == np.int32 and x.shape == (batch_size, num_steps)
-        assert np.array_equal(x, ex) and np.array_equal(y, ey)
 
 
 @pytest.mark.parametrize("chunk_bytes", [3, 1 << 20])
@@ -153,41 +209,6 @@ def test_a_killed_encoding_is_not_reused(tmp_path):
     assert not streamed(data, run, corpus.vocab).train.encoded
     os.remove(run / corpus_lib.TOKEN_DIR / corpus_lib.TOKEN_META)  # killed before the sidecar was written
     assert not streamed(data, run, corpus.vocab).train.encoded
-
-
-def test_stream_train_needs_a_data_dir():
-    for data in (DataConfig(stream_train=True), DataConfig(corpus="grammar", stream_train=True),
-                 DataConfig(corpus="ptb", data_dir="x", stream_train=True)):
-        with pytest.raises(RnnLmError, match="data.stream_train"):
-            data.validate()
-
-
-def test_training_with_stream_train_gives_the_same_losses(tmp_path):
-    data = write_corpus(tmp_path / "data", (40, 4, 4))
-    config = tiny_config(data, max_steps=2, deterministic=True)
-    in_memory = training.train(config, str(tmp_path / "a"), export=False)
-    stream_config = config.replace(data=dataclasses.replace(config.data, stream_train=True))
-    stream = training.train(stream_config, str(tmp_path / "b"), export=False)
-    assert sorted(stream.step_losses) == [1, 2]
-    assert stream.step_losses == in_memory.step_losses
-    assert stream.unigram_valid_perplexity == in_memory.unigram_valid_perplexity
-    assert stream.test_perplexity == in_memory.test_perplexity
-    assert os.path.isfile(tmp_path / "b" / corpus_lib.TOKEN_DIR / corpus_lib.TOKEN_FILE)
-    assert not os.path.exists(tmp_path / "a" / corpus_lib.TOKEN_DIR)
-
-
-def test_large_corpus_writes_zipf_lines_of_the_requested_size(tmp_path):
-    from rnn_lm_tools import large_corpus
-    path = str(tmp_path / "train.txt")
-    words = large_corpus.write_text(path, 300_000, 50, np.random.default_rng(0))
-    data = open(path, "rb").read()
-    assert 300_000 - 200 < len(data) <= 300_000 and data.endswith(b"\n")
-    lines = data.decode("ascii").split("\n")[:-1]
-    tokens = [t for line in lines for t in line.split(" ")]
-    assert len(tokens) == words and all(tokens)  # single spaces, no empty words
-    assert 5 < len(tokens) / len(lines) < 25
-    counts = sorted(collections.Counter(tokens).values(), reverse=True)
-    assert len(counts) == 50 and 1.6 < counts[0] / counts[1] < 2.4  # p_k ~ 1/k
 
 
 def test_load_split_of_a_streamed_corpus_reads_only_that_split(tmp_path):

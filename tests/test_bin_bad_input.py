@@ -1,4 +1,7 @@
-"""Bad input to the binaries: one line naming the problem and exit status 1, never a traceback or a hang.
+"""Bad input to the installed binaries (console scripts): one line naming the problem and exit status 1,
+never a traceback or a hang: --max_tokens over the cap, generation memory that follows the output,
+non-finite sampling flags, text that is not UTF-8 (and --encoding_errors=replace), a FIFO or a device as
+a split or --text_file, a SavedModel that is not rnn_lm's.
 
 Each binary runs in a fresh process with a timeout, so a hang fails the test
 instead of hanging the suite.
@@ -12,8 +15,8 @@ import sys
 import pytest
 
 from rnn_lm.config import MAX_GENERATED_TOKENS
+from tests.helpers import ENV
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TIMEOUT = 300
 TINY = ["--grammar_train_tokens=20000", "--hidden_size=16", "--embedding_size=16", "--num_layers=1",
         "--batch_size=8", "--num_steps=10", "--max_steps=30", "--sample_tokens=3"]

@@ -1,0 +1,58 @@
+"""rnn-lm-diagnose end to end, in fresh processes: fresh models' diagnostics as JSON (the Elman gradient
+shrinking with the lag), PNG figures and TensorBoard images; the three-cell experiment at toy size
+(models of nearly equal size, each drawn untrained and trained, with agreement accuracies); bad flags are
+one line.  The quantities themselves are checked in test_diagnostics.py and test_analysis.py."""
+
+import json
+
+import tensorflow as tf
+
+from rnn_lm import diagnostics
+from tests.helpers import assert_one_line_error, run
+
+
+def test_diagnose_binary_fresh_models(tmp_path):
+    proc = run("diagnose", f"--out_dir={tmp_path}", "--hidden_size=8", "--num_steps=6", "--batch_size=4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "diagnose.json").read_text())
+    assert sorted(results) == ["elman (init)", "gru (init)", "lstm (init)"]
+    for result in results.values():
+        assert [len(layer) for layer in result["gradient_flow"]] == [6, 6]
+    elman = results["elman (init)"]["gradient_flow"][0]
+    assert elman[5] < elman[0]  # the simple RNN's gradient shrinks with the lag
+    assert results["elman (init)"]["keep_histogram"] == [None, None]
+    for png in ("gradient_flow.png", "gates.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "lag 5" in proc.stdout
+    # The figures as TensorBoard images.
+    tags = set()
+    for event_file in (tmp_path / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(v.tag for v in event.summary.value)
+    assert tags == {"gradient_flow", "gates"}
+
+
+def test_diagnose_binary_bad_input(tmp_path):
+    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--num_steps=1"), "--num_steps")
+    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", f"--model_dir={tmp_path}/none"), "none")
+    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--cells=lstm,rnn"), "rnn")
+    assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--model_dir=x", "--experiment=cells"),
+                          "exclude")
+
+
+def test_diagnose_binary_cell_experiment(tmp_path):
+    """The experiment end to end at toy size: three trained models of nearly equal size, each drawn twice."""
+    proc = run("diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--hidden_size=8", "--num_layers=1",
+               "--train_tokens=3000", "--epochs=1", "--num_steps=5", "--agreement_pairs=4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "diagnose.json").read_text())
+    trained = {label: r for label, r in results.items() if not label.endswith("(init)")}
+    assert len(results) == 6 and len(trained) == 3
+    counts = [r["parameters"] for r in trained.values()]
+    assert max(counts) - min(counts) < 0.05 * max(counts)
+    for label, r in trained.items():
+        assert results[label + " (init)"]["parameters"] == r["parameters"]
+        assert set(r["agreement"]) == {str(d) for d in diagnostics.AGREEMENT_DISTANCES}
+        assert 1 < r["valid_perplexity"] < 200
+        assert (tmp_path / label.split()[0] / "config.json").exists()
+    assert (tmp_path / "agreement.png").exists()

@@ -1,0 +1,65 @@
+"""Scoring text (rnn_lm.evaluation): the Evaluator's corpus perplexity against one full-sequence call
+of the model over the whole stream (every token scored exactly once, however it is windowed), sentence
+scores against one call per sentence in float64, and the add-one unigram baseline by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rnn_lm import checkpoints
+from rnn_lm import evaluation
+from rnn_lm.data import corpus as corpus_lib
+from rnn_lm.data.tokenizers import EOS, UNK, WordTokenizer
+from rnn_lm.data.vocab import Vocabulary
+from tests.helpers import make_model, sentence_log_prob, tiny_config, train_run, write_corpus
+
+
+def test_evaluator_scores_every_token_exactly(tmp_path):
+    """One stream: perplexity equals one pass over the whole text, however it is windowed.
+
+    With several streams each row starts from h_(0) = 0, so the reference is
+    each row's own pass.
+    """
+    data = write_corpus(tmp_path / "data", (30, 5, 5))
+    train_run(tiny_config(data, max_steps=5), tmp_path / "run")
+    config, vocab, model = checkpoints.load_model(str(tmp_path / "run"))
+    ids = corpus_lib.load_corpus(config.data, vocab).valid
+    stream = np.concatenate([[vocab.eos_id], ids])
+
+    def nll(row):  # -log p of row[1:] given row[:-1], from h_(0) = 0, in one call
+        logits, _ = model(tf.constant(row[None, :-1]))
+        log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
+        return -log_p[np.arange(len(row) - 1), row[1:]]
+
+    reference = math.exp(nll(stream).mean())
+    for num_steps in (7, 64):
+        got = evaluation.Evaluator(model, 1, num_steps, vocab.eos_id).perplexity(ids)
+        np.testing.assert_allclose(got, reference, rtol=1e-5)
+    rows = np.array_split(np.arange(len(ids)), 3)  # 65 targets -> rows of 22, 22, 21
+    per_row = np.concatenate([nll(stream[r[0]:r[-1] + 2]) for r in rows])
+    got = evaluation.Evaluator(model, 3, 5, vocab.eos_id).perplexity(ids)
+    np.testing.assert_allclose(got, math.exp(per_row.mean()), rtol=1e-5)
+
+
+def test_sentence_scores_equal_one_call_per_sentence():
+    """Lines of several lengths (the empty one and an unknown word included), padded into batches of 2."""
+    vocab = Vocabulary([UNK, EOS, "a", "b", "c", "d", "e"])
+    model = make_model(seed=4)
+    lines = ["a b c", "", "e d zebra a a b", "c", "b a"]
+    scorer = evaluation.SentenceScorer(model, vocab, WordTokenizer(), batch_size=2)
+    rows = list(scorer.score(lines))
+    assert [r[0] for r in rows] == lines
+    assert [r[2] for r in rows] == [4, 1, 7, 2, 3]  # the words and <eos>
+    assert [r[3] for r in rows] == [0, 0, 1, 0, 0]  # zebra
+    for line, log_prob, num_tokens, _ in rows:
+        expected, n = sentence_log_prob(model, vocab, line)
+        assert num_tokens == n
+        assert log_prob == pytest.approx(expected, rel=1e-5), line
+
+
+def test_unigram_perplexity_is_the_add_one_model_by_hand():
+    # Counts 3, 0, 1 plus one: p = 4/7, 1/7, 2/7.  Targets 0, 2, 2, 1: (4 * 2 * 2 * 1 / 7^4)^(-1/4).
+    got = evaluation.unigram_perplexity([3, 0, 1], np.array([0, 2, 2, 1]))
+    assert got == pytest.approx((7 ** 4 / 16) ** 0.25, rel=1e-12)
