@@ -1,5 +1,6 @@
-"""Writing a file so that a reader never sees half of it."""
+"""Writing a file so that a reader never sees half of it; reading a small JSON record back."""
 
+import json
 import os
 
 
@@ -14,3 +15,12 @@ def write_atomically(path, text):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def read_json(path):
+    """The JSON value in ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -50,7 +50,8 @@ class TrainResult:
     final_step: int = 0
     skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     interrupted: str = ""  # the signal that stopped the run, if one did
-    best_valid_perplexity: float = math.inf  # of this call's epochs (the best checkpoint: checkpoints/best)
+    best_valid_perplexity: float = math.inf  # of the run so far (the best checkpoint: checkpoints/best)
+    final_weights: str = ""  # where the final figures, the sample and the SavedModel come from
 
 
 @dataclasses.dataclass
@@ -157,6 +158,9 @@ class Trainer:
         self._writers = {split: _summary_writer(os.path.join(self.write_dir, LOG_DIR, split))
                          for split in ("train", "valid")}
         self._last_save = (int(self.step), time.monotonic())
+        best = self.checkpoints.best()  # of an earlier call of a resumed run
+        if best:
+            result.best_valid_perplexity = best["valid_perplexity"]
         while int(self.epoch) < t.epochs and not self._done():
             if not self._train_epoch(corpus, result, progress):
                 break
@@ -291,12 +295,31 @@ class Trainer:
         self._save()
         if valid_ppl < result.best_valid_perplexity:
             result.best_valid_perplexity = valid_ppl
-            self._save(best=True)
+            self.checkpoints.save_best(epoch + 1, valid_ppl)
 
-    def _save(self, best=False):
-        self.checkpoints.save(best)
-        if not best:
-            self._last_save = (int(self.step), time.monotonic())
+    def use_final_weights(self, result):
+        """Puts the weights of the final figures into the model (``final_weights``) and says which they are.
+
+        "best": the best validation checkpoint's weights, unless the last weights are those (the last
+        epoch was the best) or were validated and are no worse; "last": the weights training ended with.
+        """
+        last = f"the last weights (step {result.final_step})"
+        best = self.checkpoints.best() if self.config.train.final_weights == "best" else None
+        if best is None:
+            return last
+        if best["step"] == result.final_step:
+            return last + ", the best validated"
+        if not math.isnan(result.valid_perplexity) and result.valid_perplexity <= best["valid_perplexity"]:
+            return last
+        self.checkpoints.restore_best_weights({"model": self.model,
+                                               **(self.averaging.tracked if self.averaging else {})})
+        result.valid_perplexity = best["valid_perplexity"]
+        return (f"the best validated weights, {os.path.basename(best['path'])} (epoch {best['epoch']}, step "
+                f"{best['step']})")
+
+    def _save(self):
+        self.checkpoints.save()
+        self._last_save = (int(self.step), time.monotonic())
 
     def _save_due(self):
         t = self.config.train
@@ -354,6 +377,8 @@ def _train(config, corpus, model_dir, worker_dir, strategy, export):
     if result.interrupted:
         return result  # evaluation and export wait for the resumed run
 
+    result.final_weights = trainer.use_final_weights(result)
+    logging.info("final figures, sample and SavedModel from %s", result.final_weights)
     with trainer.evaluation_weights():
         if math.isnan(result.valid_perplexity):
             result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)

@@ -52,6 +52,14 @@ def define_config_flags(module_name, skip=()):
                 define[type(field.default)](name, field.default, help_text, module_name=module_name)
 
 
+def define_checkpoint_flag(module_name):
+    """--checkpoint, for the binaries that read a trained model."""
+    from rnn_lm.model_dir import CHECKPOINT_NAMES
+    flags.DEFINE_string("checkpoint", "latest", f"Which weights of --model_dir: {CHECKPOINT_NAMES} (latest: the "
+                        "newest checkpoint; best: the best validation perplexity, checkpoints/best; ckpt-N: step N).",
+                        module_name=module_name)
+
+
 def _help_from(module):
     """absl's --help prints the docstring of ``__main__`` and the flags defined in the file of
     ``sys.argv[0]``.  A console script's ``__main__`` is a stub that imports the binary's module, so

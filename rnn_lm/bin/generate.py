@@ -1,7 +1,7 @@
 """rnn-lm-generate: continue prompts with a trained model.
 
     rnn-lm-generate --model_dir=/tmp/lm --prompt="the cake which" --temperature=0.8 --seed=1
-    rnn-lm-generate --model_dir=/tmp/lm --prompt="the cake" --beam_width=4 --json
+    rnn-lm-generate --model_dir=/tmp/lm --prompt="the cake" --beam_width=4 --json --checkpoint=best
     cat prompts.txt | rnn-lm-generate --model_dir=/tmp/lm --top_p=0.9
     rnn-lm-generate --saved_model=/tmp/lm/saved_model --prompt="the dogs"
     rnn-lm-generate --model_dir=/tmp/lm --interactive      # type prompts, watch tokens arrive
@@ -42,6 +42,7 @@ flags.DEFINE_boolean("interactive", False, "Read prompts at a '> ' prompt and pr
 flags.DEFINE_boolean("jit_compile", False, "Compile each token's model call with XLA (--model_dir only).")
 flags.DEFINE_boolean("timing", False, "Also print the generation speed (ms per generated token, after an "
                      "untimed first call that builds the graph) to stderr.")
+common.define_checkpoint_flag(__name__)
 
 
 def check_flags():
@@ -94,7 +95,7 @@ def main(argv):
     from rnn_lm.data.tokenizers import get_tokenizer
     from rnn_lm.generation import Generator
 
-    config, vocab, model = checkpoints.load_model(FLAGS.model_dir)
+    config, vocab, model = checkpoints.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint)
     tokenizer = get_tokenizer(config.data.level)
     generator = Generator(model, vocab, tokenizer, jit_compile=FLAGS.jit_compile)
     if FLAGS.interactive:

@@ -26,7 +26,7 @@ from rnn_lm.data import grammar
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary, token_counts
 from rnn_lm.errors import RnnLmError, field_ref
-from rnn_lm.files import write_atomically
+from rnn_lm.files import read_json, write_atomically
 
 CHUNK_BYTES = 1 << 23  # what iter_lines reads at a time
 
@@ -359,7 +359,7 @@ def load_streamed_corpus(data_config, model_dir, vocab=None):
         logging.info("vocabulary of %s: %d tokens, %d types, %d kept, in %.1f s (one streaming pass)",
                      source, num_tokens, len(counts), len(vocab), time.perf_counter() - start)
     record = _token_file_record(source, vocab, data_config)
-    stored = _read_json(os.path.join(model_dir, TOKEN_DIR, TOKEN_META))
+    stored = read_json(os.path.join(model_dir, TOKEN_DIR, TOKEN_META))
     encoded = (isinstance(stored, dict) and {k: stored.get(k) for k in record} == record
                and _file_size(ids_path) == 4 * stored.get("tokens", -1))
     if encoded:
@@ -386,14 +386,6 @@ def _file_size(path):
         return os.path.getsize(path)
     except OSError:
         return -1
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _write_json(path, obj):
