@@ -21,6 +21,7 @@ import time
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hp
 
 from rnn_lm import analysis
 from rnn_lm import checkpoints
@@ -157,6 +158,9 @@ class Trainer:
                              tokens_per_step=t.batch_size * t.num_steps)
         self._writers = {split: _summary_writer(os.path.join(self.write_dir, LOG_DIR, split))
                          for split in ("train", "valid")}
+        with _logging_to(self._writers["train"]):
+            # The run's settings, so that TensorBoard's HPARAMS tab compares runs side by side.
+            hp.hparams(hparams(self.config), trial_id=os.path.basename(os.path.normpath(self.model_dir)))
         self._last_save = (int(self.step), time.monotonic())
         best = self.checkpoints.best()  # of an earlier call of a resumed run
         if best:
@@ -233,7 +237,7 @@ class Trainer:
         result.skipped_steps += 1
         logging.warning("step %d: loss %s, gradient norm %s: update skipped", step, loss, float(metrics["grad_norm"]))
         with _logging_to(self._writers["train"], step):
-            tf.summary.scalar("skipped_steps", result.skipped_steps)
+            tf.summary.scalar("training/skipped_steps", result.skipped_steps)
         if t.nan_policy == "stop" or progress.nonfinite_in_a_row >= t.max_nonfinite_steps:
             last = self.checkpoints.latest
             raise Diverged(
@@ -260,15 +264,16 @@ class Trainer:
                      100 * window / progress.windows_per_epoch, loss, math.exp(min(loss, 50)), grad_norm, rate,
                      _hms(eta))
         with _logging_to(self._writers["train"], step):
+            # TensorBoard sorts tags by name: loss and perplexity first, then training/, speed/, spectral_norm/.
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("perplexity", math.exp(min(loss, 50)))
-            tf.summary.scalar("learning_rate", lr)
-            tf.summary.scalar("grad_norm", metrics["grad_norm"])  # before clipping
+            tf.summary.scalar("training/learning_rate", lr)
+            tf.summary.scalar("training/grad_norm", metrics["grad_norm"])  # before clipping
             if t.max_grad_norm > 0:
-                tf.summary.scalar("grad_norm_clipped", min(grad_norm, t.max_grad_norm))
-            tf.summary.scalar("tokens_per_sec", rate)
+                tf.summary.scalar("training/grad_norm_clipped", min(grad_norm, t.max_grad_norm))
+            tf.summary.scalar("speed/tokens_per_sec", rate)
             # The lecture's exploding gradients and their cure, as they happen.
-            tf.summary.scalar("clipped_fraction", progress.interval_clipped / progress.interval_steps)
+            tf.summary.scalar("training/clipped_fraction", progress.interval_clipped / progress.interval_steps)
             for name, value in analysis.spectral_norms(self.model).items():
                 tf.summary.scalar(f"spectral_norm/{name}", value)
         progress.interval_start = time.perf_counter()
@@ -289,6 +294,7 @@ class Trainer:
                      epoch + 1, math.exp(progress.epoch_loss / max(progress.epoch_steps, 1)), valid_ppl)
         logging.info("sample: %s", sample)
         with _logging_to(self._writers["valid"], int(self.step)):
+            tf.summary.scalar("loss", math.log(valid_ppl))  # the cross entropy, as training's loss
             tf.summary.scalar("perplexity", valid_ppl)
             tf.summary.text("sample", sample)
         self.learning_rate.after_epoch(epoch, valid_ppl)
@@ -414,6 +420,13 @@ def _write_run_files(config, corpus, model_dir, worker_dir, stored, step):
         corpus.prepare_train()
     except OSError as e:
         raise RnnLmError(f"cannot write to --model_dir {model_dir} ({reason(e)})") from None
+
+
+def hparams(config):
+    """The config as TensorBoard hparams: {"section.field": value} for every setting that is a number,
+    a string or a bool (the vocabulary size included)."""
+    return {f"{section}.{name}": value for section, values in config.to_dict().items()
+            for name, value in values.items() if isinstance(value, (bool, int, float, str))}
 
 
 def _summary_writer(path):
