@@ -45,6 +45,7 @@ def main(argv):
         if not FLAGS.text_file or FLAGS.per_sentence:
             raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence)")
         lines = read_text_file()
+        common.load_tensorflow()
         from rnn_lm.export import saved_model_cross_entropy
         nats, n, unk = saved_model_cross_entropy(FLAGS.saved_model, lines)
         print(f"{FLAGS.text_file} under {FLAGS.saved_model}: {n} tokens, perplexity {math.exp(nats):.2f}, "
@@ -52,6 +53,7 @@ def main(argv):
         return
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
+    common.load_tensorflow()
     from rnn_lm import checkpoints, evaluation
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.data.tokenizers import get_tokenizer

@@ -22,6 +22,7 @@ def main(argv):
     from rnn_lm.config import Config
     from rnn_lm.model_dir import SAVED_MODEL_DIR
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
+    common.load_tensorflow()
     from rnn_lm import checkpoints, export
     config, vocab, model = checkpoints.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint)
     path = export.export_saved_model(model, vocab, config,

@@ -91,6 +91,7 @@ def main(argv):
         return generate_from_saved_model(read_prompts())
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
+    common.load_tensorflow()
     from rnn_lm import checkpoints
     from rnn_lm.data.tokenizers import get_tokenizer
     from rnn_lm.generation import Generator
@@ -150,6 +151,7 @@ def interact(generator, separator):
 
 
 def generate_from_saved_model(prompts):
+    common.load_tensorflow()
     import tensorflow as tf
     from rnn_lm.export import GENERATE_SIGNATURES, load_saved_model
     served = load_saved_model(FLAGS.saved_model, GENERATE_SIGNATURES, variables=("token_level",))

@@ -57,6 +57,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     stored = model_dir_lib.stored_config(FLAGS.model_dir)
     prepared = model_dir_lib.prepare(config_from_flags(stored), FLAGS.model_dir)
+    common.load_tensorflow()
     from rnn_lm import training
     result = training.train(prepared[0], FLAGS.model_dir, export=FLAGS.export, prepared=prepared)
     if result.interrupted:
