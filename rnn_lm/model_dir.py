@@ -10,6 +10,7 @@
                         damaged/ checkpoints found truncated or corrupt, kept aside (never deleted)
     logs/               TensorBoard events (train/ and valid/)
     saved_model/        the exported SavedModel (written at the end)
+    tflite/             with rnn-lm-export --format=tflite: model.tflite, one step for LiteRT, and vocab.txt
     data/               with --stream_train: train.ids, the training split's token ids
                         (int32), and train.ids.json, what they were encoded from
 
@@ -39,6 +40,7 @@ from rnn_lm.errors import RnnLmError, field_ref, reason
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 SAVED_MODEL_DIR = "saved_model"
+TFLITE_DIR = "tflite"
 LOCK_FILE = "train.lock"
 HISTORY_FILE = "config_history.jsonl"
 

@@ -1,4 +1,4 @@
-"""Serving: the SavedModel as TF Serving calls it.
+"""Serving: the SavedModel as TF Serving calls it, and the TFLite model in the LiteRT interpreter.
 
 TF Serving sends only what a signature needs, batches row-format requests ({"instances": [...]})
 along a new first axis of every input, and may send a scalar string; the client below does the
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_lm import checkpoints, export, training
+from rnn_lm import checkpoints, export, tflite, training
 from rnn_lm.config import GENERATION_DEFAULTS, Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.errors import RnnLmError
 
@@ -209,3 +209,54 @@ def test_a_saved_model_with_the_old_state_layout_is_refused(tmp_path):
                                                "step": old.step})
     with pytest.raises(RnnLmError, match=r"written by an older rnn_lm \(its step state is \[S, B, H\].*rnn-lm-export"):
         export.saved_model_cross_entropy(path, ["the cake"])
+
+
+@pytest.fixture(scope="module")
+def tflite_export(model_dir):
+    proc = subprocess.run([sys.executable, "-m", "rnn_lm.bin.export", f"--model_dir={model_dir}",
+                           "--format=tflite", "--measure"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return os.path.join(model_dir, "tflite"), proc.stdout
+
+
+def test_tflite_export_writes_the_model_and_the_vocabulary_and_measures_it(tflite_export, model_dir):
+    folder, stdout = tflite_export
+    assert sorted(os.listdir(folder)) == ["model.tflite", "vocab.txt"]
+    with open(os.path.join(folder, "vocab.txt"), "rb") as a, open(os.path.join(model_dir, "vocab.txt"), "rb") as b:
+        assert a.read() == b.read()
+    size = os.path.getsize(os.path.join(folder, "model.tflite"))
+    assert f"{size:,} bytes" in stdout and "ms per token (median of 200 steps, batch 1)" in stdout, stdout
+
+
+def test_tflite_model_matches_the_saved_model_over_a_sentence(tflite_export, model_dir):
+    """The LiteRT interpreter, token by token over a whole sentence, against the SavedModel's step."""
+    folder, _ = tflite_export
+    vocab = [line.rstrip("\n") for line in open(os.path.join(folder, "vocab.txt"), encoding="utf-8")]
+    words = (SENTENCE + " small zebra").split()  # zebra is not in the vocabulary: <unk>, id 0
+    ids = [vocab.index(w) if w in vocab else 0 for w in words] + [1]  # <eos> ends the sentence
+    stepper = tflite.Stepper(os.path.join(folder, "model.tflite"))
+    signatures = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures
+    lite_state = stepper.zero_state()
+    saved_state = signatures["zero_state"](batch_size=tf.constant(1))["state"]
+    assert lite_state.shape == tuple(saved_state.shape)
+    previous, total = 1, 0.0
+    for token in ids:
+        lite, lite_state = stepper([previous], lite_state)
+        saved = signatures["step"](ids=tf.constant([previous]), state=saved_state)
+        saved_state = saved["state"]
+        np.testing.assert_allclose(lite, saved["log_probs"].numpy(), atol=1e-4)
+        np.testing.assert_allclose(lite_state, saved_state.numpy(), atol=1e-4)
+        total += float(lite[0, token])
+        previous = token
+    score = signatures["score"](sentences=tf.constant([" ".join(words)]))
+    assert score["num_unknown"].numpy().tolist() == [1]
+    assert total == pytest.approx(float(score["log_prob"][0]), abs=1e-4)
+
+
+def test_export_format_and_measure_errors_are_one_line(model_dir):
+    for args, needle in [(["--format=onnx"], "onnx"), (["--measure"], "--measure needs --format=tflite")]:
+        proc = subprocess.run([sys.executable, "-m", "rnn_lm.bin.export", f"--model_dir={model_dir}", *args],
+                              capture_output=True, text=True, env=ENV, timeout=300)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+        assert errors and needle in errors[-1], proc.stderr
