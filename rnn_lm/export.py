@@ -25,7 +25,8 @@ that has one, so TF Serving's row format, ``{"instances": [...]}``, can batch th
       text string [B] -> ids int32 [B, N] (0-padded), lengths int32 [B]; and back
 
 A string input (prompts, sentences, text) may also be a scalar: a batch of one, so every
-output still has its batch dimension.  Any other rank is refused with a one-line message.
+output still has its batch dimension.  Any other rank fails an assertion whose message
+names the input ("prompts must be a string or a vector of strings [B]").
 """
 
 import os
@@ -91,7 +92,7 @@ def _strings(name):
 
 
 def _as_batch(strings, name):
-    """A scalar string or a vector of strings -> [B]; any other rank fails with one line saying so."""
+    """A scalar string or a vector of strings -> [B]; any other rank fails an assertion naming the input."""
     tf.debugging.assert_rank_in(strings, [0, 1], message=f"{name} must be a string or a vector of strings [B]")
     return tf.reshape(strings, [-1])
 
