@@ -29,6 +29,10 @@ CONFIG_FILE = "config.json"
 # The most tokens one continuation may have (rnn-lm-generate's --max_tokens, the SavedModel's generate):
 # a model that never emits <eos> still stops.  Generation's memory grows with the tokens produced.
 MAX_GENERATED_TOKENS = 10_000
+# Generation's settings where a caller names none: rnn-lm-generate's flag defaults and the SavedModel's
+# serving_default, which takes only the prompts.  Temperature 1, top-k 0 and top-p 1 sample from the
+# model's own distribution; seed 0 makes a prompt's continuation the same on every call.
+GENERATION_DEFAULTS = {"max_tokens": 50, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
 
 
 def _field(default, help, choices=None, flag=None):

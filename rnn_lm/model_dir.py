@@ -11,6 +11,7 @@
                         damaged/ checkpoints found truncated or corrupt, kept aside (never deleted)
     logs/               TensorBoard events (train/ and valid/)
     saved_model/        the exported SavedModel (written at the end)
+    tflite/             with rnn-lm-export --format=tflite: model.tflite, one step for LiteRT, and vocab.txt
     data/               with --stream_train: train.ids, the training split's token ids
                         (int32), and train.ids.json, what they were encoded from
 
@@ -43,6 +44,7 @@ BEST_RECORD = "best.json"  # beside it: its step, epoch and validation perplexit
 CHECKPOINT_NAMES = "latest, best or ckpt-N"  # how eval, generate and export name a checkpoint
 LOG_DIR = "logs"
 SAVED_MODEL_DIR = "saved_model"
+TFLITE_DIR = "tflite"
 LOCK_FILE = "train.lock"
 HISTORY_FILE = "config_history.jsonl"
 

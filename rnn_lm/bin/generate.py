@@ -22,7 +22,7 @@ import time
 from absl import flags
 
 from rnn_lm.bin import common
-from rnn_lm.config import MAX_GENERATED_TOKENS
+from rnn_lm.config import GENERATION_DEFAULTS, MAX_GENERATED_TOKENS
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
@@ -33,16 +33,17 @@ flags.DEFINE_string("saved_model", "", "Or a SavedModel written by rnn-lm-train/
 flags.DEFINE_multi_string("prompt", None, "Text to continue (repeatable). Without it, prompts are read "
                           "from stdin, one a line, when stdin is not a terminal; else one empty prompt "
                           "(a new sentence).")
-flags.DEFINE_integer("max_tokens", 50, "Stop after this many tokens if no <eos> came; at most "
-                     f"{MAX_GENERATED_TOKENS}.")
-flags.DEFINE_float("temperature", 1.0, "Divide the logits by this before sampling; 0: greedy.")
-flags.DEFINE_integer("top_k", 0, "Sample from the k most probable tokens only; 0: all.")
-flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set of tokens whose probability reaches p "
-                   "(nucleus sampling); 1: all.")
+flags.DEFINE_integer("max_tokens", GENERATION_DEFAULTS["max_tokens"], "Stop after this many tokens if no "
+                     f"<eos> came; at most {MAX_GENERATED_TOKENS}.")
+flags.DEFINE_float("temperature", GENERATION_DEFAULTS["temperature"],
+                   "Divide the logits by this before sampling; 0: greedy.")
+flags.DEFINE_integer("top_k", GENERATION_DEFAULTS["top_k"], "Sample from the k most probable tokens only; 0: all.")
+flags.DEFINE_float("top_p", GENERATION_DEFAULTS["top_p"], "Sample from the smallest set of tokens whose "
+                   "probability reaches p (nucleus sampling); 1: all.")
 flags.DEFINE_integer("beam_width", 0, "Beam search with this many hypotheses instead of sampling; 0: sample.")
 flags.DEFINE_float("length_penalty", 0.0, "Beam search: score / ((5 + length) / 6) ** alpha; 0: plain sum.")
 flags.DEFINE_integer("num_samples", 1, "Continuations per prompt (sampled; with beam search, the best ones).")
-flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed gives the same text.")
+flags.DEFINE_integer("seed", GENERATION_DEFAULTS["seed"], "Sampling seed: the same seed gives the same text.")
 flags.DEFINE_boolean("json", False, "One JSON object a line instead of text.")
 flags.DEFINE_boolean("interactive", False, "Read prompts at a '> ' prompt and print tokens as they come.")
 flags.DEFINE_boolean("jit_compile", False, "Compile each token's model call with XLA (--model_dir only).")
