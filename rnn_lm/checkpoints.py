@@ -22,6 +22,7 @@ newest complete checkpoint's weights, without any training code.
 """
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -33,9 +34,9 @@ from google.protobuf import text_format
 from rnn_lm.config import Config
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError, reason
-from rnn_lm.files import write_atomically
+from rnn_lm.files import read_json, write_atomically
 from rnn_lm.model import RNNLanguageModel
-from rnn_lm.model_dir import CHECKPOINT_DIR
+from rnn_lm.model_dir import BEST_DIR, BEST_RECORD, CHECKPOINT_DIR, CHECKPOINT_NAMES
 
 DAMAGED_DIR = "damaged"
 STATE_FILE = "checkpoint"
@@ -179,8 +180,35 @@ def _listdir(directory):
         return []
 
 
-def load_model(model_dir, averaged=True):
-    """Rebuilds the model of ``model_dir`` from its config and newest complete checkpoint.
+
+
+def resolve(model_dir, checkpoint="latest"):
+    """The path of the checkpoint of ``model_dir`` that ``checkpoint`` names: ``latest`` (the newest
+    complete one), ``best`` (the best validation perplexity so far) or ``ckpt-N`` (step N)."""
+    directory = os.path.join(model_dir, CHECKPOINT_DIR)
+    if checkpoint == "latest":
+        return find(directory)
+    if checkpoint == "best":
+        if not numbers(os.path.join(directory, BEST_DIR), "best"):
+            raise RnnLmError(f"{model_dir} has no best checkpoint yet (one is written after every epoch whose "
+                             "validation perplexity is the best so far); use --checkpoint=latest")
+        return find(os.path.join(directory, BEST_DIR), "best")
+    match = re.fullmatch(r"ckpt-(\d+)", checkpoint)
+    if not match:
+        raise RnnLmError(f"--checkpoint must be {CHECKPOINT_NAMES}, got {checkpoint!r}")
+    if int(match.group(1)) not in numbers(directory, "ckpt"):
+        kept = ", ".join(f"ckpt-{n}" for n in numbers(directory, "ckpt")) or "none"
+        raise RnnLmError(f"no checkpoint {checkpoint} in {directory} (kept: {kept})")
+    path = os.path.join(directory, checkpoint)
+    why = damage(path)
+    if why:
+        raise RnnLmError(f"{path} is damaged ({why})")
+    return path
+
+
+def load_model(model_dir, averaged=True, checkpoint="latest"):
+    """Rebuilds the model of ``model_dir`` from its config and a complete checkpoint: by default the
+    newest, else the one ``checkpoint`` names (``resolve``).
 
     Returns (config, vocab, model).  Every model variable must be in the
     checkpoint (strict restore), and vocab.txt must be the vocabulary it was
@@ -193,7 +221,8 @@ def load_model(model_dir, averaged=True):
         raise RnnLmError(f"{model_dir}: {VOCAB_FILE} has {len(vocab)} tokens but the model expects "
                          f"{config.model.vocab_size}")
     model = RNNLanguageModel(config.model)
-    path = find(os.path.join(model_dir, CHECKPOINT_DIR))
+    path = resolve(model_dir, checkpoint)
+    logging.info("weights from %s", path)
     check_vocabulary(path, vocab.fingerprint(), os.path.join(model_dir, VOCAB_FILE))
     try:
         status = tf.train.Checkpoint(model=model).read(path)
@@ -242,7 +271,7 @@ class RunCheckpoints:
         self.vocab_hash = tf.Variable(vocab.fingerprint(), trainable=False, name="vocab")
         self.checkpoint = tf.train.Checkpoint(vocab=self.vocab_hash, **tracked)
         directory = os.path.join(write_dir, CHECKPOINT_DIR)
-        best_dir = os.path.join(directory, "best")
+        best_dir = os.path.join(directory, BEST_DIR)
         if self.owner:  # the files, not the state file, say what there is
             recover(directory, "ckpt")
             recover(best_dir, "best", resumable=False)  # a copy: damaged, it is only set aside
@@ -276,6 +305,28 @@ class RunCheckpoints:
         check_all_restored(path, model)
         return path
 
+    def best(self):
+        """{"path", "step", "epoch", "valid_perplexity"} of the best checkpoint, or None."""
+        path = self.best_manager.latest_checkpoint
+        record = read_json(os.path.join(self.best_manager.directory, BEST_RECORD))
+        if not path or not isinstance(record, dict) or record.get("path") != os.path.basename(path):
+            return None
+        return {**record, "path": path}
+
+    def restore_best_weights(self, model_and_averages):
+        """Reads the model's weights (and averages) of the best checkpoint into ``model_and_averages``
+        ({name: trackable}, as tracked); returns the best record."""
+        best = self.best()
+        tf.train.Checkpoint(**model_and_averages).read(best["path"]).expect_partial()
+        return best
+
+    def save_best(self, epoch, valid_perplexity):
+        """The checkpoint of a new best validation perplexity, with its record."""
+        self.save(best=True)
+        write_atomically(os.path.join(self.best_manager.directory, BEST_RECORD), json.dumps(
+            {"path": os.path.basename(self.best_manager.latest_checkpoint), "step": int(self.step),
+             "epoch": epoch, "valid_perplexity": valid_perplexity}, sort_keys=True) + "\n")
+
     def save(self, best=False):
         """Writes a checkpoint named by the training step (``ckpt-<step>``, or ``best-<step>``).
 
@@ -294,3 +345,4 @@ class RunCheckpoints:
                 (f"the last complete one, {os.path.basename(last)}, is intact: free space or fix the "
                  "permissions, then run the same command to resume" if last else
                  "no checkpoint had been written yet")) from None
+

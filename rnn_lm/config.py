@@ -22,12 +22,17 @@ LR_SCHEDULES = ("epoch", "plateau")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
+FINAL_WEIGHTS = ("best", "last")
 ENCODING_ERRORS = ("strict", "replace")
 CORPUS_NAMES = ("", "grammar") + tuple(CORPORA)
 CONFIG_FILE = "config.json"
 # The most tokens one continuation may have (rnn-lm-generate's --max_tokens, the SavedModel's generate):
 # a model that never emits <eos> still stops.  Generation's memory grows with the tokens produced.
 MAX_GENERATED_TOKENS = 10_000
+# Generation's settings where a caller names none: rnn-lm-generate's flag defaults and the SavedModel's
+# serving_default, which takes only the prompts.  Temperature 1, top-k 0 and top-p 1 sample from the
+# model's own distribution; seed 0 makes a prompt's continuation the same on every call.
+GENERATION_DEFAULTS = {"max_tokens": 50, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
 
 
 def _field(default, help, choices=None, flag=None):
@@ -180,6 +185,10 @@ class TrainConfig:
     max_nonfinite_steps: int = _field(10, "Skipped updates in a row that stop training.")
     keep_checkpoints: int = _field(3, "Checkpoints kept (the best-validation one is kept apart, in "
                                    "checkpoints/best).")
+    final_weights: str = _field("best", "The weights of the final validation and test figures, the closing "
+                                "sample and the SavedModel: best, those of the best validation perplexity "
+                                "(checkpoints/best), unless the last weights were validated and are as good; "
+                                "last: the weights training ended with.", FINAL_WEIGHTS)
     sample_tokens: int = _field(30, "Length of the sample printed after each epoch.")
     sample_temperature: float = _field(0.8, "Temperature of those samples; 0: greedy.")
     deterministic: bool = _field(False, "TensorFlow's op determinism: with the same --seed, an interrupted and "
@@ -301,7 +310,7 @@ RESUMABLE_FIELDS = {
     "train": ("epochs", "max_steps", "learning_rate", "lr_decay", "decay_start_epoch", "plateau_threshold",
               "weight_decay", "max_grad_norm", "eval_batch_size", "log_every_steps", "save_every_steps",
               "save_every_secs", "nan_policy", "max_nonfinite_steps", "keep_checkpoints", "sample_tokens",
-              "sample_temperature", "deterministic", "jit_compile"),
+              "sample_temperature", "deterministic", "jit_compile", "final_weights"),
     "distribute": ("strategy", "num_cpu_devices", "tpu"),
 }
 

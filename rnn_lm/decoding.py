@@ -115,7 +115,10 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     """Continues each prompt; returns (ids [B, N], lengths [B]).
 
     ``lengths`` counts the tokens produced, the final ``<eos>`` included;
-    positions after it hold ``eos_id``.  N = max(lengths) <= ``max_tokens``
+    positions after it hold ``eos_id``.  A row ends at an ``<eos>`` only once
+    it has something: a prompt, or a token other than ``<eos>`` produced (a
+    model that often starts with a blank line, as WikiText's do, still gives
+    text from an empty prompt; the leading ``<eos>`` tokens are kept in ``ids``).  N = max(lengths) <= ``max_tokens``
     is the steps taken: they end when every row has its ``<eos>``.
     ``temperature`` 0 is greedy (the argmax, whatever ``top_k`` and
     ``top_p``); otherwise each token is drawn from
@@ -131,20 +134,22 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     seed = tf.cast(seed, tf.int64)
     max_tokens = tf.cast(max_tokens, tf.int32)
 
-    def body(t, logits, state, finished, lengths, out):
+    def body(t, logits, state, finished, produced, lengths, out):
         token = choose(logits, temperature, top_k, top_p, tf.stack([seed, tf.cast(t, tf.int64)]))
         token = tf.where(finished, eos_id, token)
         lengths += tf.cast(~finished, tf.int32)
-        finished |= token == eos_id
+        finished |= (token == eos_id) & produced
+        produced |= token != eos_id
         logits, state = step(token, state, fused)
-        return t + 1, logits, state, finished, lengths, out.write(t, token)
+        return t + 1, logits, state, finished, produced, lengths, out.write(t, token)
 
     def cond(t, logits, state, finished, *_):
         return (t < max_tokens) & ~tf.reduce_all(finished)
 
     out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    _, _, _, _, lengths, out = tf.while_loop(
-        cond, body, (tf.constant(0), logits, state, tf.zeros([batch], tf.bool),
+    has_prompt = tf.cast(prompt_lengths, tf.int32) > 1  # more than the start context <eos>
+    _, _, _, _, _, lengths, out = tf.while_loop(
+        cond, body, (tf.constant(0), logits, state, tf.zeros([batch], tf.bool), has_prompt,
                      tf.zeros([batch], tf.int32), out))
     return tf.transpose(out.stack()), lengths  # [B, steps taken]
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_lm import losses
+from rnn_lm import progress
 from rnn_lm.data import pipeline
 
 
@@ -33,12 +34,13 @@ class Evaluator:
         nll = losses.token_cross_entropy(logits, targets)  # [B, T]
         return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), state
 
-    def mean_cross_entropy(self, ids):
-        """Mean -log p per token, in nats, over all of ``ids``."""
+    def mean_cross_entropy(self, ids, desc="evaluation"):
+        """Mean -log p per token, in nats, over all of ``ids`` (a progress bar named ``desc`` on a terminal)."""
         windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id)
         state = None
         total, count = 0.0, 0.0
-        for inputs, targets, weights in windows:
+        for inputs, targets, weights in progress.bar(int(windows.cardinality()), desc, unit="window", leave=False,
+                                                     iterable=windows):
             if state is None:
                 state = self.model.zero_state(inputs.shape[0])
             nll, n, state = self._step(inputs, targets, weights, state)
@@ -46,8 +48,8 @@ class Evaluator:
             count += float(n)
         return total / count
 
-    def perplexity(self, ids):
-        nats = self.mean_cross_entropy(ids)
+    def perplexity(self, ids, desc="evaluation"):
+        nats = self.mean_cross_entropy(ids, desc)
         return math.exp(nats) if nats < 700 else math.inf
 
 

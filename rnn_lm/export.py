@@ -2,23 +2,31 @@
 
 The vocabulary travels as an asset (``assets/vocab.txt``) read by lookup
 tables inside the graph, so a client needs neither rnn_lm nor a vocabulary
-file.  Signatures (TensorFlow Serving style: a leading batch dimension):
+file.  Signatures (TensorFlow Serving style: the batch first in every input and output
+that has one, so TF Serving's row format, ``{"instances": [...]}``, can batch them):
 
-  serving_default, generate
+  serving_default
+      prompts string [B] -> as generate, with config.GENERATION_DEFAULTS for the rest
+      (a signature cannot have optional inputs: this one needs only what is required)
+  generate
       prompts string [B], max_tokens int32 [] (at most config.MAX_GENERATED_TOKENS), temperature float32 [] (0: greedy),
       top_k int32 [] (0: off), top_p float32 [] (1: off), seed int64 []
       -> continuations string [B], ids int32 [B, N], lengths int32 [B]
       (N = max(lengths) <= max_tokens: the steps taken; after <eos>, <eos> again)
   score
       sentences string [B] -> log_prob float32 [B] (natural log, <eos> included),
-      num_tokens int32 [B], perplexity float32 [B]
+      num_tokens int32 [B], num_unknown int32 [B] (tokens outside the vocabulary), perplexity float32 [B]
   zero_state
-      batch_size int32 [] -> state float32 [S, B, H]
+      batch_size int32 [] -> state float32 [B, S, H]
   step
-      ids int32 [B], state float32 [S, B, H] -> log_probs float32 [B, V], state
-      (S = layers x state tensors per layer: 2 for an LSTM, 1 otherwise)
+      ids int32 [B], state float32 [B, S, H] -> log_probs float32 [B, V], state [B, S, H]
+      (S = layers x state tensors per layer: 2 for an LSTM, h then c; 1 otherwise)
   tokenize / detokenize
       text string [B] -> ids int32 [B, N] (0-padded), lengths int32 [B]; and back
+
+A string input (prompts, sentences, text) may also be a scalar: a batch of one, so every
+output still has its batch dimension.  Any other rank fails an assertion whose message
+names the input ("prompts must be a string or a vector of strings [B]").
 """
 
 import os
@@ -29,7 +37,7 @@ import tensorflow as tf
 
 from rnn_lm import decoding
 from rnn_lm import evaluation
-from rnn_lm.config import MAX_GENERATED_TOKENS
+from rnn_lm.config import GENERATION_DEFAULTS, MAX_GENERATED_TOKENS
 from rnn_lm.data.tokenizers import UNK, get_tokenizer
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError, reason
@@ -66,11 +74,27 @@ def load_saved_model(path, signatures, variables=()):
     for name in variables:
         if not isinstance(getattr(served, name, None), tf.Variable):
             raise RnnLmError(f"{path} is not an rnn_lm SavedModel (no {name!r} variable)")
+    if "step" in signatures:
+        state = served.signatures["step"].structured_input_signature[1]["state"].shape
+        if state.rank != 3 or state[1] is None:  # before [B, S, H], the state was [S, B, H], typed [?, ?, ?]
+            raise RnnLmError(f"{path} was written by an older rnn_lm (its step state is [S, B, H], not "
+                             f"[B, S, H]): write it again with rnn-lm-export")
     return served
 
 
 def _scalar(dtype, name):
     return tf.TensorSpec([], dtype, name=name)
+
+
+def _strings(name):
+    """A string input: a vector [B] or a scalar (a batch of one), so of unknown rank in the signature."""
+    return tf.TensorSpec(None, tf.string, name=name)
+
+
+def _as_batch(strings, name):
+    """A scalar string or a vector of strings -> [B]; any other rank fails an assertion naming the input."""
+    tf.debugging.assert_rank_in(strings, [0, 1], message=f"{name} must be a string or a vector of strings [B]")
+    return tf.reshape(strings, [-1])
 
 
 class ServingModule(tf.Module):
@@ -97,6 +121,11 @@ class ServingModule(tf.Module):
                                           tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value=UNK)
         self.eos_id = Vocabulary.EOS_ID
         self._state_structure = model.zero_state(1)
+        flat = tf.nest.flatten(self._state_structure)
+        # [B, S, H] known but for B: TF Serving and saved_model_cli show it, and TFLite needs it.
+        self.step = tf.function(self._step, input_signature=[
+            tf.TensorSpec([None], tf.int32, name="ids"),
+            tf.TensorSpec([None, len(flat), flat[0].shape[-1]], tf.float32, name="state")])
 
     def _split(self, text):
         return self.tokenizer.split_in_graph(text)
@@ -110,9 +139,9 @@ class ServingModule(tf.Module):
         tokens = self.id_to_token.lookup(tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int64))
         return tf.strings.reduce_join(tokens, axis=1, separator=self.tokenizer.separator)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[_strings("text")])
     def tokenize(self, text):
-        ids = self._ids(self._split(text))
+        ids = self._ids(self._split(_as_batch(text, "text")))
         return {"ids": ids.to_tensor(0), "lengths": tf.cast(ids.row_lengths(), tf.int32)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids"),
@@ -120,11 +149,22 @@ class ServingModule(tf.Module):
     def detokenize(self, ids, lengths):
         return {"text": self._text(ids, lengths)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompts"),
+    @tf.function(input_signature=[_strings("prompts")])
+    def serve(self, prompts):
+        """generate with only the prompts: what TF Serving's row format can send."""
+        d = GENERATION_DEFAULTS
+        return self._generate(prompts, tf.constant(d["max_tokens"]), tf.constant(d["temperature"]),
+                              tf.constant(d["top_k"]), tf.constant(d["top_p"]), tf.constant(d["seed"], tf.int64))
+
+    @tf.function(input_signature=[_strings("prompts"),
                                   _scalar(tf.int32, "max_tokens"), _scalar(tf.float32, "temperature"),
                                   _scalar(tf.int32, "top_k"), _scalar(tf.float32, "top_p"),
                                   _scalar(tf.int64, "seed")])
     def generate(self, prompts, max_tokens, temperature, top_k, top_p, seed):
+        return self._generate(prompts, max_tokens, temperature, top_k, top_p, seed)
+
+    def _generate(self, prompts, max_tokens, temperature, top_k, top_p, seed):
+        prompts = _as_batch(prompts, "prompts")
         tokens = self._ids(self._split(prompts))
         # Every prompt starts from the start-of-sentence context <eos>.
         starts = tf.fill([tf.shape(prompts)[0], 1], self.eos_id)
@@ -134,24 +174,24 @@ class ServingModule(tf.Module):
                                        max_tokens, temperature, seed, self.eos_id, top_k=top_k, top_p=top_p)
         return {"continuations": self._text(ids, lengths), "ids": ids, "lengths": lengths}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    @tf.function(input_signature=[_strings("sentences")])
     def score(self, sentences):
-        tokens = self._ids(self._split(sentences))
+        tokens = self._ids(self._split(_as_batch(sentences, "sentences")))
         log_prob, n = evaluation.sentence_log_probs(self.model, tokens.to_tensor(0),
                                                     tf.cast(tokens.row_lengths(), tf.int32), self.eos_id)
-        return {"log_prob": log_prob, "num_tokens": n, "perplexity": tf.exp(-log_prob / tf.cast(n, log_prob.dtype))}
+        unknown = tf.reduce_sum(tf.cast(tf.equal(tokens, Vocabulary.UNK_ID), tf.int32), axis=1)
+        return {"log_prob": log_prob, "num_tokens": n, "num_unknown": unknown,
+                "perplexity": tf.exp(-log_prob / tf.cast(n, log_prob.dtype))}
 
     @tf.function(input_signature=[_scalar(tf.int32, "batch_size")])
     def zero_state(self, batch_size):
-        return {"state": tf.stack(tf.nest.flatten(self.model.zero_state(batch_size)))}
+        return {"state": tf.stack(tf.nest.flatten(self.model.zero_state(batch_size)), axis=1)}  # [B, S, H]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="ids"),
-                                  tf.TensorSpec([None, None, None], tf.float32, name="state")])
-    def step(self, ids, state):
-        structured = tf.nest.pack_sequence_as(self._state_structure, tf.unstack(state, len(tf.nest.flatten(
-            self._state_structure))))
-        logits, new_state = self.model.step(ids, structured)
-        return {"log_probs": tf.nn.log_softmax(logits), "state": tf.stack(tf.nest.flatten(new_state))}
+    def _step(self, ids, state):
+        """ids [B], state [B, S, H] -> log_probs [B, V], state [B, S, H] (``self.step``, typed in __init__)."""
+        layers = tf.unstack(state, len(tf.nest.flatten(self._state_structure)), axis=1)  # S x [B, H]
+        logits, new_state = self.model.step(ids, tf.nest.pack_sequence_as(self._state_structure, layers))
+        return {"log_probs": tf.nn.log_softmax(logits), "state": tf.stack(tf.nest.flatten(new_state), axis=1)}
 
 
 def export_saved_model(model, vocab, config, path):
@@ -177,7 +217,7 @@ def _export(model, vocab, config, path):
         vocab.save(staging)
         module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level)
         target = os.path.join(staging, "saved_model")
-        signatures = {"serving_default": module.generate, "generate": module.generate,
+        signatures = {"serving_default": module.serve, "generate": module.generate,
                       "score": module.score, "step": module.step, "zero_state": module.zero_state,
                       "tokenize": module.tokenize, "detokenize": module.detokenize}
         tf.saved_model.save(module, target, signatures=signatures)

@@ -40,8 +40,9 @@ class Generator:
         return ids, np.array([len(e) for e in encoded], np.int32), unknown
 
     def text(self, ids):
-        """Generated ids (up to and with <eos>) -> text, without the final line break."""
-        return self.tokenizer.detokenize(self.vocab.decode(ids)).rstrip("\n")
+        """Generated ids (up to and with <eos>) -> text, without the line breaks of leading and final
+        <eos> tokens (``decoding.sample`` keeps the leading ones of an unprompted row)."""
+        return self.tokenizer.detokenize(self.vocab.decode(ids)).strip("\n")
 
     def sample(self, prompts, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
         """One continuation per prompt: (texts, tokens generated per prompt, <eos> included)."""
@@ -71,11 +72,15 @@ class Generator:
         """Yields the continuation of one prompt token by token, as text pieces, up to <eos>."""
         ids, lengths, _ = self.encode_prompts([prompt])
         logits, state = self._prime(ids, lengths)
+        produced = lengths[0] > 1  # as in decoding.sample: an <eos> ends only a row that has something
         for t in range(max_tokens):
             token, logits, state = self._next(
                 logits, state, tf.constant(temperature, tf.float32), tf.constant(top_k),
                 tf.constant(top_p, tf.float32), tf.constant([seed, t], tf.int64))
             token = int(token[0])
             if token == self.vocab.eos_id:
-                return
+                if produced:
+                    return
+                continue
+            produced = True
             yield self.vocab.tokens[token]

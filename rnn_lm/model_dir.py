@@ -6,10 +6,12 @@
     vocab.txt           the vocabulary, one token per line, in id order (its SHA-256 is in every checkpoint)
     train.lock          held (flock) by the rnn-lm-train that owns the directory; says who (pid, host, since)
     checkpoints/        tf.train.CheckpointManager checkpoints: model, optimizer, step, epoch, data
-                        position, the carried state and the vocabulary's hash; best/ the best-validation one;
+                        position, the carried state and the vocabulary's hash; best/ the best-validation one
+                        (best.json: its step, epoch and validation perplexity);
                         damaged/ checkpoints found truncated or corrupt, kept aside (never deleted)
     logs/               TensorBoard events (train/ and valid/)
     saved_model/        the exported SavedModel (written at the end)
+    tflite/             with rnn-lm-export --format=tflite: model.tflite, one step for LiteRT, and vocab.txt
     data/               with --stream_train: train.ids, the training split's token ids
                         (int32), and train.ids.json, what they were encoded from
 
@@ -37,8 +39,12 @@ from rnn_lm.data.vocab import Vocabulary
 from rnn_lm.errors import RnnLmError, field_ref, reason
 
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"  # in checkpoints/: the checkpoint of the best validation perplexity so far
+BEST_RECORD = "best.json"  # beside it: its step, epoch and validation perplexity
+CHECKPOINT_NAMES = "latest, best or ckpt-N"  # how eval, generate and export name a checkpoint
 LOG_DIR = "logs"
 SAVED_MODEL_DIR = "saved_model"
+TFLITE_DIR = "tflite"
 LOCK_FILE = "train.lock"
 HISTORY_FILE = "config_history.jsonl"
 

@@ -21,6 +21,7 @@ import time
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hp
 
 from rnn_lm import analysis
 from rnn_lm import checkpoints
@@ -28,6 +29,7 @@ from rnn_lm import distribute
 from rnn_lm import evaluation
 from rnn_lm import export as export_lib
 from rnn_lm import model_dir as model_dir_lib
+from rnn_lm import progress
 from rnn_lm import schedules
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.errors import Diverged, RnnLmError, field_ref, reason
@@ -50,14 +52,16 @@ class TrainResult:
     final_step: int = 0
     skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     interrupted: str = ""  # the signal that stopped the run, if one did
-    best_valid_perplexity: float = math.inf  # of this call's epochs (the best checkpoint: checkpoints/best)
+    best_valid_perplexity: float = math.inf  # of the run so far (the best checkpoint: checkpoints/best)
+    final_weights: str = ""  # where the final figures, the sample and the SavedModel come from
 
 
 @dataclasses.dataclass
-class _Progress:
+class _Counts:
     """What the loop counts: since the last log line, over the epoch, and over the run."""
     windows_per_epoch: int
     tokens_per_step: int
+    total_steps: int  # of the run: epochs (or max_steps)
     interval_steps: int = 0
     interval_clipped: int = 0
     interval_start: float = 0.0
@@ -152,27 +156,37 @@ class Trainer:
 
     def _fit(self, corpus, result):
         t = self.config.train
-        progress = _Progress(windows_per_epoch=corpus.num_train_windows(t.batch_size, t.num_steps),
-                             tokens_per_step=t.batch_size * t.num_steps)
+        windows_per_epoch = corpus.num_train_windows(t.batch_size, t.num_steps)
+        total_steps = t.epochs * windows_per_epoch  # of the whole run
+        counts = _Counts(windows_per_epoch=windows_per_epoch, tokens_per_step=t.batch_size * t.num_steps,
+                         total_steps=min(total_steps, t.max_steps) if t.max_steps else total_steps)
         self._writers = {split: _summary_writer(os.path.join(self.write_dir, LOG_DIR, split))
                          for split in ("train", "valid")}
+        with _logging_to(self._writers["train"]):
+            # The run's settings, so that TensorBoard's HPARAMS tab compares runs side by side.
+            hp.hparams(hparams(self.config), trial_id=os.path.basename(os.path.normpath(self.model_dir)))
         self._last_save = (int(self.step), time.monotonic())
-        while int(self.epoch) < t.epochs and not self._done():
-            if not self._train_epoch(corpus, result, progress):
-                break
-            self._end_epoch(corpus, result, progress)
+        best = self.checkpoints.best()  # of an earlier call of a resumed run
+        if best:
+            result.best_valid_perplexity = best["valid_perplexity"]
+        with progress.bar(counts.total_steps, "training", initial=min(int(self.step), counts.total_steps),
+                          smoothing=0.05) as self._bar, progress.logs_above_bars(self._bar):
+            while int(self.epoch) < t.epochs and not self._done():
+                if not self._train_epoch(corpus, result, counts):
+                    break
+                self._end_epoch(corpus, result, counts)
         if int(self.step) != self._last_save[0]:
             self._save()
         for writer in self._writers.values():
             with _logging_to(writer):
                 writer.flush()
-        if progress.validated_at != int(self.step):
+        if counts.validated_at != int(self.step):
             result.valid_perplexity = math.nan  # trained on after the last validation
         result.final_step = int(self.step)
-        if progress.timed_secs > 0:
-            result.tokens_per_sec = progress.timed_tokens / progress.timed_secs
+        if counts.timed_secs > 0:
+            result.tokens_per_sec = counts.timed_tokens / counts.timed_secs
 
-    def _train_epoch(self, corpus, result, progress):
+    def _train_epoch(self, corpus, result, counts):
         """Trains on the rest of the current epoch; whether it reached the epoch's end."""
         t = self.config.train
         epoch = int(self.epoch)
@@ -181,19 +195,20 @@ class Trainer:
         if int(self.window) == 0:
             self.train_step.reset_state()
         logging.info("epoch %d/%d: learning rate %.4g, %d windows of %dx%d tokens",
-                     epoch + 1, t.epochs, lr, progress.windows_per_epoch, t.batch_size, t.num_steps)
-        progress.epoch_loss, progress.epoch_steps = 0.0, 0
-        progress.interval_start = time.perf_counter()
-        progress.interval_steps = progress.interval_clipped = 0
+                     epoch + 1, t.epochs, lr, counts.windows_per_epoch, t.batch_size, t.num_steps)
+        counts.epoch_loss, counts.epoch_steps = 0.0, 0
+        counts.interval_start = time.perf_counter()
+        counts.interval_steps = counts.interval_clipped = 0
         windows = corpus.train_windows(t.batch_size, t.num_steps, int(self.window))
         if isinstance(self.train_step, DistributedTrainStep):
             windows = distribute.distribute_windows(self.strategy, windows, t.batch_size)
         for inputs, targets in windows:
             metrics = self.train_step(inputs, targets)
             self.window.assign_add(1)
-            self._after_step(metrics, result, progress)
-            if int(self.step) % t.log_every_steps == 0 or int(self.window) == progress.windows_per_epoch:
-                self._log_interval(metrics, result, progress, lr)
+            self._bar.update(1)
+            self._after_step(metrics, result, counts)
+            if int(self.step) % t.log_every_steps == 0 or int(self.window) == counts.windows_per_epoch:
+                self._log_interval(metrics, result, counts, lr)
             if self.stop_signal:
                 break
             if self._save_due():
@@ -206,9 +221,9 @@ class Trainer:
             logging.warning("%s: stopped after step %d with a checkpoint; run the same command to resume",
                             self.stop_signal, int(self.step))
             return False
-        return int(self.window) == progress.windows_per_epoch  # else max_steps, inside the epoch
+        return int(self.window) == counts.windows_per_epoch  # else max_steps, inside the epoch
 
-    def _after_step(self, metrics, result, progress):
+    def _after_step(self, metrics, result, counts):
         """Records a step's loss; averages the weights; counts skipped (non-finite) updates."""
         t = self.config.train
         step = int(self.step)
@@ -216,87 +231,113 @@ class Trainer:
             logging.info("first training step done (step %d)", step)
         loss = float(metrics["loss"])
         result.step_losses[step] = loss
-        progress.interval_steps += 1
-        progress.interval_clipped += int(bool(metrics["clipped"]))
+        counts.interval_steps += 1
+        counts.interval_clipped += int(bool(metrics["clipped"]))
         if bool(metrics["applied"]):
             if self.averaging and int(self.epoch) + 1 >= t.average_start_epoch:
                 self.averaging.update()
-            progress.nonfinite_in_a_row = 0
-            progress.epoch_loss += loss
-            progress.epoch_steps += 1
+            counts.nonfinite_in_a_row = 0
+            counts.epoch_loss += loss
+            counts.epoch_steps += 1
             return
-        progress.nonfinite_in_a_row += 1
+        counts.nonfinite_in_a_row += 1
         result.skipped_steps += 1
         logging.warning("step %d: loss %s, gradient norm %s: update skipped", step, loss, float(metrics["grad_norm"]))
         with _logging_to(self._writers["train"], step):
-            tf.summary.scalar("skipped_steps", result.skipped_steps)
-        if t.nan_policy == "stop" or progress.nonfinite_in_a_row >= t.max_nonfinite_steps:
+            tf.summary.scalar("training/skipped_steps", result.skipped_steps)
+        if t.nan_policy == "stop" or counts.nonfinite_in_a_row >= t.max_nonfinite_steps:
             last = self.checkpoints.latest
             raise Diverged(
-                f"non-finite loss or gradient at step {step} ({progress.nonfinite_in_a_row} in a row); stopped, " +
+                f"non-finite loss or gradient at step {step} ({counts.nonfinite_in_a_row} in a row); stopped, " +
                 (f"the last good checkpoint {os.path.basename(last)} kept" if last else
                  "no checkpoint had been written") +
                 f"; lower {field_ref('train', 'learning_rate')} or {field_ref('train', 'max_grad_norm')}")
 
-    def _log_interval(self, metrics, result, progress, lr):
-        """The progress line and the TensorBoard scalars of the steps since the last ones."""
+    def _log_interval(self, metrics, result, counts, lr):
+        """The counts line and the TensorBoard scalars of the steps since the last ones."""
         t = self.config.train
         step, window = int(self.step), int(self.window)
-        secs = time.perf_counter() - progress.interval_start
-        tokens = progress.interval_steps * progress.tokens_per_step
-        if not progress.first_interval:
-            progress.timed_tokens += tokens
-            progress.timed_secs += secs
-        progress.first_interval = False
+        secs = time.perf_counter() - counts.interval_start
+        tokens = counts.interval_steps * counts.tokens_per_step
+        if not counts.first_interval:
+            counts.timed_tokens += tokens
+            counts.timed_secs += secs
+        counts.first_interval = False
         rate = tokens / max(secs, 1e-9)
-        eta = (progress.windows_per_epoch - window) * progress.tokens_per_step / max(rate, 1e-9)
+        steps_per_sec = max(rate, 1e-9) / counts.tokens_per_step
         loss, grad_norm = result.step_losses[step], float(metrics["grad_norm"])
-        logging.info("epoch %d step %d (%3.0f%%): loss %.3f, perplexity %.1f, |grad| %.2f, "
-                     "%.0f tokens/s, epoch ends in %s", int(self.epoch) + 1, step,
-                     100 * window / progress.windows_per_epoch, loss, math.exp(min(loss, 50)), grad_norm, rate,
-                     _hms(eta))
+        if progress.on_terminal():  # the bar shows the figures; the log stays for what the bar cannot
+            self._bar.set_postfix_str(f"loss {loss:.3f}, perplexity {math.exp(min(loss, 50)):.1f}, "
+                                      f"{rate:.0f} tokens/s", refresh=False)
+        else:
+            logging.info("epoch %d step %d (%3.0f%%): loss %.3f, perplexity %.1f, |grad| %.2f, %.0f tokens/s, "
+                         "epoch ends in %s, run in %s", int(self.epoch) + 1, step,
+                         100 * window / counts.windows_per_epoch, loss, math.exp(min(loss, 50)), grad_norm, rate,
+                         _hms((counts.windows_per_epoch - window) / steps_per_sec),
+                         _hms(max(counts.total_steps - step, 0) / steps_per_sec))
         with _logging_to(self._writers["train"], step):
+            # TensorBoard sorts tags by name: loss and perplexity first, then training/, speed/, spectral_norm/.
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("perplexity", math.exp(min(loss, 50)))
-            tf.summary.scalar("learning_rate", lr)
-            tf.summary.scalar("grad_norm", metrics["grad_norm"])  # before clipping
+            tf.summary.scalar("training/learning_rate", lr)
+            tf.summary.scalar("training/grad_norm", metrics["grad_norm"])  # before clipping
             if t.max_grad_norm > 0:
-                tf.summary.scalar("grad_norm_clipped", min(grad_norm, t.max_grad_norm))
-            tf.summary.scalar("tokens_per_sec", rate)
+                tf.summary.scalar("training/grad_norm_clipped", min(grad_norm, t.max_grad_norm))
+            tf.summary.scalar("speed/tokens_per_sec", rate)
             # The lecture's exploding gradients and their cure, as they happen.
-            tf.summary.scalar("clipped_fraction", progress.interval_clipped / progress.interval_steps)
+            tf.summary.scalar("training/clipped_fraction", counts.interval_clipped / counts.interval_steps)
             for name, value in analysis.spectral_norms(self.model).items():
                 tf.summary.scalar(f"spectral_norm/{name}", value)
-        progress.interval_start = time.perf_counter()
-        progress.interval_steps = progress.interval_clipped = 0
+        counts.interval_start = time.perf_counter()
+        counts.interval_steps = counts.interval_clipped = 0
 
-    def _end_epoch(self, corpus, result, progress):
+    def _end_epoch(self, corpus, result, counts):
         """Validation, a sample, the schedule and the checkpoints after a whole epoch."""
         t = self.config.train
         epoch = int(self.epoch)
         self.window.assign(0)
         self.epoch.assign_add(1)
         with self.evaluation_weights():
-            valid_ppl = self.evaluator.perplexity(corpus.valid)
+            valid_ppl = self.evaluator.perplexity(corpus.valid, desc="validation")
             sample = self.sample_text(t.sample_tokens, t.seed + epoch, t.sample_temperature)
         result.valid_perplexities[epoch + 1] = valid_ppl
-        result.valid_perplexity, progress.validated_at = valid_ppl, int(self.step)
+        result.valid_perplexity, counts.validated_at = valid_ppl, int(self.step)
         logging.info("epoch %d done: train perplexity %.2f, valid perplexity %.2f",
-                     epoch + 1, math.exp(progress.epoch_loss / max(progress.epoch_steps, 1)), valid_ppl)
+                     epoch + 1, math.exp(counts.epoch_loss / max(counts.epoch_steps, 1)), valid_ppl)
         logging.info("sample: %s", sample)
         with _logging_to(self._writers["valid"], int(self.step)):
+            tf.summary.scalar("loss", math.log(valid_ppl))  # the cross entropy, as training's loss
             tf.summary.scalar("perplexity", valid_ppl)
             tf.summary.text("sample", sample)
         self.learning_rate.after_epoch(epoch, valid_ppl)
         self._save()
         if valid_ppl < result.best_valid_perplexity:
             result.best_valid_perplexity = valid_ppl
-            self._save(best=True)
+            self.checkpoints.save_best(epoch + 1, valid_ppl)
 
-    def _save(self, best=False):
-        self.checkpoints.save(best)
-        if not best:
-            self._last_save = (int(self.step), time.monotonic())
+    def use_final_weights(self, result):
+        """Puts the weights of the final figures into the model (``final_weights``) and says which they are.
+
+        "best": the best validation checkpoint's weights, unless the last weights are those (the last
+        epoch was the best) or were validated and are no worse; "last": the weights training ended with.
+        """
+        last = f"the last weights (step {result.final_step})"
+        best = self.checkpoints.best() if self.config.train.final_weights == "best" else None
+        if best is None:
+            return last
+        if best["step"] == result.final_step:
+            return last + ", the best validated"
+        if not math.isnan(result.valid_perplexity) and result.valid_perplexity <= best["valid_perplexity"]:
+            return last
+        self.checkpoints.restore_best_weights({"model": self.model,
+                                               **(self.averaging.tracked if self.averaging else {})})
+        result.valid_perplexity = best["valid_perplexity"]
+        return (f"the best validated weights, {os.path.basename(best['path'])} (epoch {best['epoch']}, step "
+                f"{best['step']})")
+
+    def _save(self):
+        self.checkpoints.save()
+        self._last_save = (int(self.step), time.monotonic())
 
     def _save_due(self):
         t = self.config.train
@@ -354,10 +395,12 @@ def _train(config, corpus, model_dir, worker_dir, strategy, export):
     if result.interrupted:
         return result  # evaluation and export wait for the resumed run
 
+    result.final_weights = trainer.use_final_weights(result)
+    logging.info("final figures, sample and SavedModel from %s", result.final_weights)
     with trainer.evaluation_weights():
         if math.isnan(result.valid_perplexity):
-            result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid)
-        result.test_perplexity = trainer.evaluator.perplexity(corpus.test)
+            result.valid_perplexity = trainer.evaluator.perplexity(corpus.valid, desc="validation")
+        result.test_perplexity = trainer.evaluator.perplexity(corpus.test, desc="test")
         logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
                      result.valid_perplexity, result.test_perplexity, result.final_step)
         if not (math.isfinite(result.valid_perplexity) and math.isfinite(result.test_perplexity)):
@@ -389,6 +432,13 @@ def _write_run_files(config, corpus, model_dir, worker_dir, stored, step):
         corpus.prepare_train()
     except OSError as e:
         raise RnnLmError(f"cannot write to --model_dir {model_dir} ({reason(e)})") from None
+
+
+def hparams(config):
+    """The config as TensorBoard hparams: {"section.field": value} for every setting that is a number,
+    a string or a bool (the vocabulary size included)."""
+    return {f"{section}.{name}": value for section, values in config.to_dict().items()
+            for name, value in values.items() if isinstance(value, (bool, int, float, str))}
 
 
 def _summary_writer(path):

@@ -1,11 +1,12 @@
 """rnn-lm-train end to end, each run a fresh process: a flagfile run writes a self-describing model
-directory (config.json, vocab.txt, checkpoints, TensorBoard logs with the documented tags, the
+directory (config.json, vocab.txt, checkpoints, TensorBoard logs with the documented tags (loss and perplexity first) and the run's hparams, the
 SavedModel); a preset sets the recipe and flags on the command line win; bad input (missing or empty
 folders, bad bytes, a corpus below one batch, refused settings, non-finite numbers, a vocabulary of only
 <unk> and <eos>) is one line naming the problem, a non-zero exit and no model directory.  Stopping and
 resuming through the binary is in test_bin_model_dir.py."""
 
 import json
+import math
 import os
 
 import pytest
@@ -22,14 +23,28 @@ def test_train_writes_a_self_describing_model_dir(trained):
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
     assert config["model"]["hidden_size"] == 16 and config["train"]["epochs"] == 2
-    for split, expected in [("train", {"loss", "perplexity", "learning_rate", "grad_norm", "tokens_per_sec",
-                                       "clipped_fraction", "spectral_norm/layer_1/W_hi"}),
-                            ("valid", {"perplexity", "sample"})]:
+    for split, expected in [("train", {"loss", "perplexity", "training/learning_rate", "training/grad_norm",
+                                       "speed/tokens_per_sec", "training/clipped_fraction",
+                                       "spectral_norm/layer_1/W_hi", "_hparams_/session_start_info"}),
+                            ("valid", {"loss", "perplexity", "sample"})]:
         folder = os.path.join(model_dir, "logs", split)
-        tags = {value.tag for name in os.listdir(folder)
-                for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name))
-                for value in event.summary.value}
+        values = [value for name in os.listdir(folder)
+                  for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name))
+                  for value in event.summary.value]
+        tags = {value.tag for value in values}
         assert expected <= tags, (split, tags)
+        # TensorBoard sorts tags by name: the loss and the perplexity come first.
+        assert sorted(t for t in tags if not t.startswith("_"))[:2] == ["loss", "perplexity"]
+        if split == "valid":  # the loss is the cross entropy: log perplexity
+            last = {v.tag: tf.make_ndarray(v.tensor) for v in values if v.tag in ("loss", "perplexity")}
+            assert abs(float(last["loss"]) - math.log(float(last["perplexity"]))) < 1e-5
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    start = next(v for name in os.listdir(os.path.join(model_dir, "logs", "train"))
+                 for event in tf.compat.v1.train.summary_iterator(os.path.join(model_dir, "logs", "train", name))
+                 for v in event.summary.value if v.tag == "_hparams_/session_start_info")
+    info = plugin_data_pb2.HParamsPluginData.FromString(start.metadata.plugin_data.content).session_start_info
+    assert info.hparams["model.hidden_size"].number_value == 16 and info.hparams["model.cell"].string_value == "lstm"
+    assert info.hparams["train.epochs"].number_value == 2 and info.group_name == "run"
 
 
 def test_preset_with_overrides(tmp_path):

@@ -73,6 +73,27 @@ def test_unreachable_download_says_where_to_place_the_file(tmp_path):
         corpora.download((tmp_path / "absent.txt").as_uri(), str(tmp_path / "c" / "x.txt"), "0" * 64)
 
 
+def test_a_corpus_that_cannot_be_downloaded_names_every_missing_file_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNN_LM_DATA", str(tmp_path / "cache"))
+
+    def offline(url, path, sha256):
+        raise RnnLmError(f"cannot download {url} (no network); place the file at {path} by hand")
+
+    monkeypatch.setattr(corpora, "download", offline)
+    with pytest.raises(RnnLmError) as error:
+        corpora.split_texts("ptb")
+    message = error.value.naming_flags(lambda section, field: field)  # as the binaries show it
+    for needle in ("--corpus=ptb", "train.txt, valid.txt, test.txt", str(tmp_path / "cache" / "ptb"),
+                   "$RNN_LM_DATA/ptb", "--data_dir", "no network"):
+        assert needle in message
+    assert not (tmp_path / "cache" / "ptb").exists()
+    (tmp_path / "cache" / "ptb").mkdir(parents=True)
+    (tmp_path / "cache" / "ptb" / "train.txt").write_text("placed by hand\n")
+    with pytest.raises(RnnLmError, match=r"needs valid.txt, test.txt: place them"):
+        corpora.split_texts("ptb")
+    assert (tmp_path / "cache" / "ptb" / "train.txt").exists()  # a user's file is never removed
+
+
 def test_unknown_corpus_and_missing_files(tmp_path):
     with pytest.raises(RnnLmError, match="unknown --corpus"):
         corpora.split_texts("wikitext4")

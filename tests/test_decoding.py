@@ -305,3 +305,27 @@ def test_outputs_are_as_wide_as_the_tokens_produced_not_max_tokens():
     ids, n = decoding.sample(never, prompt[:, :1], tf.constant([1, 1]), 7, 1.0, 0, EOS)
     assert ids.shape == (2, 7) and n.numpy().tolist() == [7, 7]
     assert decoding.beam_search(never, prompt[:, :1], tf.constant([1, 1]), 5, 3, EOS)[0].shape == (2, 3, 5)
+
+
+# From <eos>: <eos> again (0.6) or the word 1 (0.4); after 1: <eos> (0.9).
+BLANK_LINES = np.log([[0.6, 0.4], [0.9, 0.1]])
+
+
+def test_an_unprompted_row_ends_at_eos_only_after_a_word():
+    """A model that most often follows <eos> with <eos> (blank lines) still gives text from an empty
+    prompt: the leading <eos> draws are kept and the row goes on; a prompted row ends at once."""
+    model, batch = TableModel(BLANK_LINES), 256
+    prompt = tf.constant([[EOS, 1]] * batch)
+    lengths = tf.constant([1] * (batch - 1) + [2])  # every row unprompted but the last
+    ids, n = decoding.sample(model, prompt, lengths, 50, 1.0, 5, EOS)
+    ids, n = ids.numpy(), n.numpy()
+    leading = []
+    for row, k in zip(ids[:-1], n[:-1]):
+        words = np.flatnonzero(row[:k] != EOS)
+        assert len(words) and row[k - 1] == EOS and k <= 50, row[:k]
+        assert np.all(row[words[-1] + 1:k] == EOS) and np.all(row[k:] == EOS)
+        leading.append(words[0])
+    # Leading <eos> draws follow the geometric law of 0.6: P(none) = 0.4, P(one) = 0.24.
+    counts = np.bincount(leading, minlength=3) / len(leading)
+    np.testing.assert_allclose(counts[:2], [0.4, 0.24], atol=0.1)
+    assert ids[-1, 0] in (EOS, 1) and (ids[-1, 0] != EOS or n[-1] == 1)  # prompted: <eos> ends it

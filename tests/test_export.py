@@ -25,9 +25,9 @@ sys.modules["rnn_lm"] = None
 import tensorflow as tf
 m = tf.saved_model.load(sys.argv[1])
 score = m.signatures["score"](sentences=tf.constant(["the cake which", "dogs zebra"]))
-gen = m.signatures["serving_default"](prompts=tf.constant(["the cake", ""]), max_tokens=tf.constant(6),
-                                      temperature=tf.constant(0.0), top_k=tf.constant(0),
-                                      top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))
+gen = m.signatures["generate"](prompts=tf.constant(["the cake", ""]), max_tokens=tf.constant(6),
+                               temperature=tf.constant(0.0), top_k=tf.constant(0),
+                               top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))
 tok = m.signatures["tokenize"](text=tf.constant(["the cake zebra"]))
 detok = m.signatures["detokenize"](ids=tok["ids"], lengths=tok["lengths"])
 state = m.signatures["zero_state"](batch_size=tf.constant(1))["state"]

@@ -35,6 +35,7 @@ def main(argv):
         distances = [int(d) for d in FLAGS.distances]
     except ValueError:
         raise RnnLmError(f"--distances must be integers, got {','.join(FLAGS.distances)}") from None
+    common.load_tensorflow()
     from rnn_lm import analysis, checkpoints
 
     _, vocab, model = checkpoints.load_model(FLAGS.model_dir)

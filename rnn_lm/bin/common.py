@@ -1,12 +1,15 @@
 """What every binary shares: flags made from the config, --help, and the one-line error for bad input."""
 
 import dataclasses
+import logging as logging_lib
 import os
 import signal
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 from rnn_lm import config as config_lib
 from rnn_lm.errors import EXIT_ERROR, RnnLmError, exit_status_for_signal, reason
@@ -19,6 +22,7 @@ def run_main(main):
     def guarded(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _quiet_unless_verbose()
         try:
             return main(argv)
         except RnnLmError as e:
@@ -31,6 +35,50 @@ def run_main(main):
 
     _help_from(sys.modules[main.__module__])
     app.run(guarded)
+
+
+def _quiet():
+    return not flags.FLAGS["verbosity"].present
+
+
+def _quiet_unless_verbose():
+    """TensorFlow's own chatter hidden unless --verbosity is given: the INFO and WARNING lines of its
+    Python modules (saver timings, SavedModel notices; see also ``load_tensorflow``).  rnn_lm's own
+    lines and every error stay."""
+    if _quiet():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, after this
+        absl_logging.get_absl_handler().addFilter(_only_ours)
+
+
+def load_tensorflow():
+    """Imports TensorFlow and finds its devices; unless --verbosity is given, what its C++ side writes
+    meanwhile (CUDA probing on a machine without a GPU, CPU features) is held back, and shown only if
+    that fails.  The binaries call it where they need TensorFlow, after checking their input."""
+    if not _quiet():
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+        return
+    saved = os.dup(2)
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _only_ours(record):
+    """Log records of rnn_lm (and its harnesses), and errors of anyone."""
+    return record.levelno >= logging_lib.ERROR or any(
+        f"{os.sep}{package}{os.sep}" in record.pathname for package in ("rnn_lm", "rnn_lm_tools"))
 
 
 def define_config_flags(module_name, skip=()):
@@ -50,6 +98,14 @@ def define_config_flags(module_name, skip=()):
                                   module_name=module_name)
             else:
                 define[type(field.default)](name, field.default, help_text, module_name=module_name)
+
+
+def define_checkpoint_flag(module_name):
+    """--checkpoint, for the binaries that read a trained model."""
+    from rnn_lm.model_dir import CHECKPOINT_NAMES
+    flags.DEFINE_string("checkpoint", "latest", f"Which weights of --model_dir: {CHECKPOINT_NAMES} (latest: the "
+                        "newest checkpoint; best: the best validation perplexity, checkpoints/best; ckpt-N: step N).",
+                        module_name=module_name)
 
 
 def _help_from(module):

@@ -66,6 +66,7 @@ def main(argv):
         Config.load(model_dir)  # a one-line error for a directory that holds no model
     os.makedirs(FLAGS.out_dir, exist_ok=True)
 
+    common.load_tensorflow()
     from rnn_lm import diagnostics
     out = lambda name: os.path.join(FLAGS.out_dir, name)  # noqa: E731
     figures = []

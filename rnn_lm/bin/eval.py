@@ -2,6 +2,7 @@
 
     rnn-lm-eval --model_dir=/tmp/lm                       # the corpus' test split
     rnn-lm-eval --model_dir=/tmp/lm --text_file=my.txt
+    rnn-lm-eval --model_dir=/tmp/lm --checkpoint=best     # or ckpt-N; the default: the latest
     rnn-lm-eval --model_dir=/tmp/lm --split=valid --noaveraged   # averaged SGD: the raw weights instead
     rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --per_sentence   # JSON lines
     rnn-lm-eval --saved_model=/tmp/lm/saved_model --text_file=test.txt    # the exported model itself
@@ -34,6 +35,7 @@ flags.DEFINE_boolean("averaged", True, "A model trained with averaged SGD (--ave
                      "averaged weights (--noaveraged: the raw weights of the last update).")
 flags.DEFINE_boolean("per_sentence", False, "With --text_file: one JSON line per input line, each scored "
                      "on its own from the start-of-sentence context (n-best rescoring), then the totals.")
+common.define_checkpoint_flag(__name__)
 
 
 def main(argv):
@@ -43,6 +45,7 @@ def main(argv):
         if not FLAGS.text_file or FLAGS.per_sentence:
             raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence)")
         lines = read_text_file()
+        common.load_tensorflow()
         from rnn_lm.export import saved_model_cross_entropy
         nats, n, unk = saved_model_cross_entropy(FLAGS.saved_model, lines)
         print(f"{FLAGS.text_file} under {FLAGS.saved_model}: {n} tokens, perplexity {math.exp(nats):.2f}, "
@@ -50,11 +53,13 @@ def main(argv):
         return
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
+    common.load_tensorflow()
     from rnn_lm import checkpoints, evaluation
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.data.tokenizers import get_tokenizer
 
-    config, vocab, model = checkpoints.load_model(FLAGS.model_dir, averaged=FLAGS.averaged)
+    config, vocab, model = checkpoints.load_model(FLAGS.model_dir, averaged=FLAGS.averaged,
+                                                  checkpoint=FLAGS.checkpoint)
     if FLAGS.per_sentence:
         if not FLAGS.text_file:
             raise RnnLmError("--per_sentence needs --text_file")

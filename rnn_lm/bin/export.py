@@ -1,7 +1,11 @@
-"""rnn-lm-export: write the SavedModel of a trained model (its latest checkpoint).
+"""rnn-lm-export: write the SavedModel, or the TFLite model, of a trained model (its latest checkpoint,
+or --checkpoint).
 
     rnn-lm-export --model_dir=/tmp/lm                          # to /tmp/lm/saved_model
     rnn-lm-export --model_dir=/tmp/lm --output_dir=/srv/lm/1   # e.g. a TF Serving version folder
+    rnn-lm-export --model_dir=/tmp/lm --checkpoint=best        # the best validation perplexity's weights
+    rnn-lm-export --model_dir=/tmp/lm --format=tflite          # /tmp/lm/tflite/model.tflite, vocab.txt
+    rnn-lm-export --model_dir=/tmp/lm --format=tflite --measure   # and its size and ms per token
 """
 
 import os
@@ -9,22 +13,41 @@ import os
 from absl import flags
 
 from rnn_lm.bin import common
+from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None, "A model directory written by rnn-lm-train.", required=True)
-flags.DEFINE_string("output_dir", "", "Where to write the SavedModel; empty: MODEL_DIR/saved_model.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"],
+                  "saved_model: the SavedModel (strings in and out, for TF Serving and Python); tflite: the "
+                  "one-step model for the LiteRT interpreter (ids and state in and out), vocab.txt beside it.")
+flags.DEFINE_string("output_dir", "", "Where to write it; empty: MODEL_DIR/saved_model or MODEL_DIR/tflite.")
+flags.DEFINE_boolean("measure", False, "--format=tflite: then print the model's size and the median time of "
+                     "one step (batch 1) over 200 steps in the LiteRT interpreter.")
+common.define_checkpoint_flag(__name__)
 
 
 def main(argv):
     from rnn_lm.config import Config
-    from rnn_lm.model_dir import SAVED_MODEL_DIR
+    from rnn_lm.model_dir import SAVED_MODEL_DIR, TFLITE_DIR
+    if FLAGS.measure and FLAGS.format != "tflite":
+        raise RnnLmError("--measure needs --format=tflite")
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
-    from rnn_lm import checkpoints, export
-    config, vocab, model = checkpoints.load_model(FLAGS.model_dir)
-    path = export.export_saved_model(model, vocab, config,
-                                     FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR))
-    print(f"SavedModel written to {path}")
+    common.load_tensorflow()
+    from rnn_lm import checkpoints
+    config, vocab, model = checkpoints.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint)
+    if FLAGS.format == "saved_model":
+        from rnn_lm import export
+        path = export.export_saved_model(model, vocab, config,
+                                         FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR))
+        print(f"SavedModel written to {path}")
+        return
+    from rnn_lm import tflite
+    path = tflite.export_tflite(model, vocab, config, FLAGS.output_dir or os.path.join(FLAGS.model_dir, TFLITE_DIR))
+    print(f"TFLite model written to {path} (vocabulary beside it)")
+    if FLAGS.measure:
+        print(f"{path}: {os.path.getsize(path):,} bytes, {tflite.step_latency(path):.4f} ms per token "
+              f"(median of {tflite.LATENCY_STEPS} steps, batch 1)")
 
 
 def run():

@@ -57,6 +57,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     stored = model_dir_lib.stored_config(FLAGS.model_dir)
     prepared = model_dir_lib.prepare(config_from_flags(stored), FLAGS.model_dir)
+    common.load_tensorflow()
     from rnn_lm import training
     result = training.train(prepared[0], FLAGS.model_dir, export=FLAGS.export, prepared=prepared)
     if result.interrupted:
@@ -65,6 +66,7 @@ def main(argv):
         return exit_status_for_signal(signal.Signals[result.interrupted])
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
+    print(f"weights: {result.final_weights} (--final_weights={FLAGS.final_weights}); the SavedModel holds them")
     if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
         print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
     print(f"sample: {result.sample}")

@@ -27,7 +27,7 @@ import urllib.request
 import zipfile
 
 from rnn_lm.data import SPLITS
-from rnn_lm.errors import RnnLmError
+from rnn_lm.errors import RnnLmError, field_ref
 
 
 
@@ -96,10 +96,20 @@ def split_texts(name, data_dir=""):
             raise RnnLmError(f"--data_dir {data_dir}: missing {', '.join(missing)} of --corpus={name}")
         return spec.read_splits(data_dir)
     folder = os.path.join(data_root(), name)
-    for file_name, (url, sha256) in spec.files.items():
-        path = os.path.join(folder, file_name)
-        if not os.path.isfile(path):
-            download(url, path, sha256)
+    missing = [f for f in spec.files if not os.path.isfile(os.path.join(folder, f))]
+    created = not os.path.isdir(folder)
+    try:
+        for file_name in missing:
+            url, sha256 = spec.files[file_name]
+            download(url, os.path.join(folder, file_name), sha256)
+    except RnnLmError as e:
+        corpus = field_ref("data", "corpus")
+        if created and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)  # nothing is left behind but what a later run can use
+        raise RnnLmError(
+            f"{corpus}={name}: {e.args[0].split(';')[0]}; the corpus needs {', '.join(missing)}: place "
+            f"{'them' if len(missing) > 1 else 'it'} in {folder} (the cache, $RNN_LM_DATA/{name}), or in any "
+            f"folder given as {field_ref('data', 'data_dir')} with {corpus}={name}") from None
     return spec.read_splits(folder)
 
 

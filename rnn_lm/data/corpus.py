@@ -19,14 +19,15 @@ import time
 import numpy as np
 from absl import logging
 
+from rnn_lm import progress
 from rnn_lm.data import SPLITS
 from rnn_lm.data import corpora
-from rnn_lm.data import layout
 from rnn_lm.data import grammar
+from rnn_lm.data import layout
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary, token_counts
 from rnn_lm.errors import RnnLmError, field_ref
-from rnn_lm.files import write_atomically
+from rnn_lm.files import read_json, write_atomically
 
 CHUNK_BYTES = 1 << 23  # what iter_lines reads at a time
 
@@ -48,7 +49,7 @@ def read_lines(path, encoding_errors="strict"):
     return text_lines(text)
 
 
-def iter_lines(path, encoding_errors="strict", chunk_bytes=None):
+def iter_lines(path, encoding_errors="strict", chunk_bytes=None, desc=None):
     """The lines of ``read_lines``, read in binary chunks: memory of a chunk (or a line), not of the file.
 
     Each chunk is cut after its last line break, so no UTF-8 sequence and no
@@ -56,22 +57,25 @@ def iter_lines(path, encoding_errors="strict", chunk_bytes=None):
     those of ``read_lines``.  The lines are produced as they are read, so an
     empty file is reported after its last line.
     """
-    for lines in iter_line_chunks(path, encoding_errors, chunk_bytes):
+    for lines in iter_line_chunks(path, encoding_errors, chunk_bytes, desc):
         yield from lines
 
 
-def iter_line_chunks(path, encoding_errors="strict", chunk_bytes=None):
-    """``iter_lines`` a list of lines at a time, one list per chunk of about ``chunk_bytes``."""
+def iter_line_chunks(path, encoding_errors="strict", chunk_bytes=None, desc=None):
+    """``iter_lines`` a list of lines at a time, one list per chunk of about ``chunk_bytes``; with
+    ``desc``, a progress bar of the bytes read on a terminal."""
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     offset = 0  # of the first byte not yet decoded
     pieces = []  # bytes read since the last line break
     has_text = False
-    with _open_text_file(path) as f:
+    with _open_text_file(path) as f, progress.bar(os.fstat(f.fileno()).st_size, desc, unit="B", unit_scale=True,
+                                                 disable=desc is None or not progress.on_terminal()) as read:
         while True:
             try:
                 block = f.read(chunk_bytes)
             except OSError as e:
                 raise RnnLmError(f"{path}: cannot read ({e.strerror})") from None
+            read.update(len(block))
             if block:
                 # A \r that ends the block may be the first half of \r\n: it waits.
                 end = max(block.rfind(b"\n"), block.rfind(b"\r", 0, len(block) - 1)) + 1
@@ -300,7 +304,7 @@ class TokenFile:
         num_tokens = 0
         try:
             with open(tmp, "wb") as f:
-                for lines in iter_line_chunks(self.source, encoding_errors):
+                for lines in iter_line_chunks(self.source, encoding_errors, desc=f"encoding {self.source}"):
                     ids = encode_lines(lines, vocab, tokenizer)
                     ids.tofile(f)
                     num_tokens += len(ids)
@@ -353,13 +357,13 @@ def load_streamed_corpus(data_config, model_dir, vocab=None):
     num_tokens = None
     if vocab is None:
         start = time.perf_counter()
-        counts = token_counts(iter_lines(source, data_config.encoding_errors), tokenizer)
+        counts = token_counts(iter_lines(source, data_config.encoding_errors, desc=f"counting {source}"), tokenizer)
         vocab = Vocabulary.build(counts, data_config.vocab_size, data_config.min_count)
         num_tokens = sum(counts.values())
         logging.info("vocabulary of %s: %d tokens, %d types, %d kept, in %.1f s (one streaming pass)",
                      source, num_tokens, len(counts), len(vocab), time.perf_counter() - start)
     record = _token_file_record(source, vocab, data_config)
-    stored = _read_json(os.path.join(model_dir, TOKEN_DIR, TOKEN_META))
+    stored = read_json(os.path.join(model_dir, TOKEN_DIR, TOKEN_META))
     encoded = (isinstance(stored, dict) and {k: stored.get(k) for k in record} == record
                and _file_size(ids_path) == 4 * stored.get("tokens", -1))
     if encoded:
@@ -386,14 +390,6 @@ def _file_size(path):
         return os.path.getsize(path)
     except OSError:
         return -1
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _write_json(path, obj):

@@ -81,4 +81,6 @@ def eval_windows(ids, batch_size, num_steps, start_id):
 
     shape = [batch_size, num_steps]
     spec = (tf.TensorSpec(shape, tf.int32),) * 2 + (tf.TensorSpec(shape, tf.float32),)
-    return tf.data.Dataset.from_generator(windows, output_signature=spec).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_generator(windows, output_signature=spec)
+    # The number of windows, known to the dataset (its cardinality), for progress bars.
+    return ds.apply(tf.data.experimental.assert_cardinality(row_len // num_steps)).prefetch(tf.data.AUTOTUNE)
