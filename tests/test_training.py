@@ -1,4 +1,5 @@
-"""The training loop (rnn_lm.training): it learns, it resumes exactly, and it stops cleanly.
+"""The training loop (rnn_lm.training): it learns, it resumes exactly, it stops cleanly, and its final
+figures come from the weights it says (the best validated ones, or the last).
 
 References: a corpus of one 12-word sentence repeated, which a model that learned it predicts with
 perplexity near 1 (a unigram model: above 10); an uninterrupted run, whose every loss an interrupted
