@@ -86,7 +86,7 @@ def test_a_corpus_that_cannot_be_downloaded_names_every_missing_file_and_leaves_
     for needle in ("--corpus=ptb", "train.txt, valid.txt, test.txt", str(tmp_path / "cache" / "ptb"),
                    "$RNN_LM_DATA/ptb", "--data_dir", "no network"):
         assert needle in message
-    assert not (tmp_path / "cache" / "ptb").exists()
+    assert not (tmp_path / "cache").exists()  # neither the corpus folder nor the cache root it made
     (tmp_path / "cache" / "ptb").mkdir(parents=True)
     (tmp_path / "cache" / "ptb" / "train.txt").write_text("placed by hand\n")
     with pytest.raises(RnnLmError, match=r"needs valid.txt, test.txt: place them"):

@@ -97,15 +97,16 @@ def split_texts(name, data_dir=""):
         return spec.read_splits(data_dir)
     folder = os.path.join(data_root(), name)
     missing = [f for f in spec.files if not os.path.isfile(os.path.join(folder, f))]
-    created = not os.path.isdir(folder)
+    created = [d for d in (folder, data_root()) if not os.path.isdir(d)]  # made by the download, if any
     try:
         for file_name in missing:
             url, sha256 = spec.files[file_name]
             download(url, os.path.join(folder, file_name), sha256)
     except RnnLmError as e:
         corpus = field_ref("data", "corpus")
-        if created and os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)  # nothing is left behind but what a later run can use
+        for made in created:  # nothing is left behind but what a later run can use
+            if os.path.isdir(made) and not os.listdir(made):
+                os.rmdir(made)
         raise RnnLmError(
             f"{corpus}={name}: {e.args[0].split(';')[0]}; the corpus needs {', '.join(missing)}: place "
             f"{'them' if len(missing) > 1 else 'it'} in {folder} (the cache, $RNN_LM_DATA/{name}), or in any "
