@@ -22,7 +22,6 @@ newest complete checkpoint's weights, without any training code.
 """
 
 import itertools
-import json
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ from google.protobuf import text_format
 from rnn_lm.config import Config
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError, reason
-from rnn_lm.files import read_json, write_atomically
+from rnn_lm.files import read_json, write_atomically, write_json
 from rnn_lm.model import RNNLanguageModel
 from rnn_lm.model_dir import BEST_DIR, BEST_RECORD, CHECKPOINT_DIR, CHECKPOINT_NAMES
 
@@ -313,19 +312,18 @@ class RunCheckpoints:
             return None
         return {**record, "path": path}
 
-    def restore_best_weights(self, model_and_averages):
-        """Reads the model's weights (and averages) of the best checkpoint into ``model_and_averages``
-        ({name: trackable}, as tracked); returns the best record."""
-        best = self.best()
+    @staticmethod
+    def restore_weights(best, model_and_averages):
+        """Reads the model's weights (and averages) of the checkpoint of the record ``best`` (``best()``)
+        into ``model_and_averages`` ({name: trackable}, as tracked)."""
         tf.train.Checkpoint(**model_and_averages).read(best["path"]).expect_partial()
-        return best
 
     def save_best(self, epoch, valid_perplexity):
         """The checkpoint of a new best validation perplexity, with its record."""
         self.save(best=True)
-        write_atomically(os.path.join(self.best_manager.directory, BEST_RECORD), json.dumps(
-            {"path": os.path.basename(self.best_manager.latest_checkpoint), "step": int(self.step),
-             "epoch": epoch, "valid_perplexity": valid_perplexity}, sort_keys=True) + "\n")
+        write_json(os.path.join(self.best_manager.directory, BEST_RECORD),
+                   {"path": os.path.basename(self.best_manager.latest_checkpoint), "step": int(self.step),
+                    "epoch": epoch, "valid_perplexity": valid_perplexity})
 
     def save(self, best=False):
         """Writes a checkpoint named by the training step (``ckpt-<step>``, or ``best-<step>``).

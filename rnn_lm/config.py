@@ -12,7 +12,7 @@ from typing import ClassVar
 from rnn_lm.data.corpora import CORPORA
 from rnn_lm.data.tokenizers import TOKENIZERS
 from rnn_lm.errors import RnnLmError, field_ref
-from rnn_lm.files import write_atomically
+from rnn_lm.files import write_json
 
 CELL_TYPES = ("elman", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
@@ -282,8 +282,7 @@ class Config:
                 if getattr(getattr(self, section), f.name) != getattr(getattr(other, section), f.name)]
 
     def save(self, model_dir):
-        write_atomically(os.path.join(model_dir, CONFIG_FILE),
-                         json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        write_json(os.path.join(model_dir, CONFIG_FILE), self.to_dict())
 
     @classmethod
     def load(cls, model_dir):

@@ -17,6 +17,11 @@ def write_atomically(path, data):
             os.remove(tmp)
 
 
+def write_json(path, value):
+    """``value`` as indented JSON, written atomically."""
+    write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
 def read_json(path):
     """The JSON value in ``path``, or None when it is missing or unreadable."""
     try:

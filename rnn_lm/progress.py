@@ -17,7 +17,7 @@ def on_terminal():
 
 def bar(total, desc, unit="step", initial=0, **kwargs):
     """A tqdm bar on stderr; a no-op object with the same methods when stderr is not a terminal."""
-    kwargs.setdefault("disable", not on_terminal())
+    kwargs["disable"] = kwargs.get("disable", False) or not on_terminal()
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 

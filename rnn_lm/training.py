@@ -266,7 +266,7 @@ class Trainer:
         rate = tokens / max(secs, 1e-9)
         steps_per_sec = max(rate, 1e-9) / counts.tokens_per_step
         loss, grad_norm = result.step_losses[step], float(metrics["grad_norm"])
-        if progress.on_terminal():  # the bar shows the figures; the log stays for what the bar cannot
+        if not self._bar.disable:  # on a terminal the bar shows the figures, else a log line does
             self._bar.set_postfix_str(f"loss {loss:.3f}, perplexity {math.exp(min(loss, 50)):.1f}, "
                                       f"{rate:.0f} tokens/s", refresh=False)
         else:
@@ -329,8 +329,8 @@ class Trainer:
             return last + ", the best validated"
         if not math.isnan(result.valid_perplexity) and result.valid_perplexity <= best["valid_perplexity"]:
             return last
-        self.checkpoints.restore_best_weights({"model": self.model,
-                                               **(self.averaging.tracked if self.averaging else {})})
+        self.checkpoints.restore_weights(best, {"model": self.model,
+                                                **(self.averaging.tracked if self.averaging else {})})
         result.valid_perplexity = best["valid_perplexity"]
         return (f"the best validated weights, {os.path.basename(best['path'])} (epoch {best['epoch']}, step "
                 f"{best['step']})")

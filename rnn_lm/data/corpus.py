@@ -10,7 +10,6 @@ from the training split only; words of valid/test outside it become
 
 import dataclasses
 import itertools
-import json
 import math
 import os
 import stat
@@ -27,7 +26,7 @@ from rnn_lm.data import layout
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import Vocabulary, token_counts
 from rnn_lm.errors import RnnLmError, field_ref
-from rnn_lm.files import read_json, write_atomically
+from rnn_lm.files import read_json, write_json
 
 CHUNK_BYTES = 1 << 23  # what iter_lines reads at a time
 
@@ -69,7 +68,7 @@ def iter_line_chunks(path, encoding_errors="strict", chunk_bytes=None, desc=None
     pieces = []  # bytes read since the last line break
     has_text = False
     with _open_text_file(path) as f, progress.bar(os.fstat(f.fileno()).st_size, desc, unit="B", unit_scale=True,
-                                                 disable=desc is None or not progress.on_terminal()) as read:
+                                                 disable=desc is None) as read:
         while True:
             try:
                 block = f.read(chunk_bytes)
@@ -315,7 +314,7 @@ class TokenFile:
             os.remove(tmp)
             raise
         os.replace(tmp, self.path)
-        _write_json(meta, {**self.record, "tokens": num_tokens})
+        write_json(meta, {**self.record, "tokens": num_tokens})
         self.encoded = True
         self.encode_secs = time.perf_counter() - start
         return self
@@ -390,7 +389,3 @@ def _file_size(path):
         return os.path.getsize(path)
     except OSError:
         return -1
-
-
-def _write_json(path, obj):
-    write_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
