@@ -127,31 +127,50 @@ def sample(model, prompt_ids, prompt_lengths, max_tokens, temperature, seed, eos
     stateless seed (seed, t).
     """
     fused = model.fuse()  # once for the whole generation
-    step = step or model.step
     logits, state = prime(model, prompt_ids, prompt_lengths, fused, step)
-    batch = tf.shape(prompt_ids)[0]
+    _, _, _, flags, tokens = sample_steps(model, logits, state, sampling_start(prompt_lengths), 0, max_tokens,
+                                          temperature, seed, eos_id, top_k, top_p, fused, step)
+    return tokens, flags[2]
+
+
+def sampling_start(prompt_lengths):
+    """Each row's flags before its first sampled token: (finished, produced something, tokens
+    produced); a prompt longer than the start context ``<eos>`` counts as something."""
+    has_prompt = tf.cast(prompt_lengths, tf.int32) > 1
+    return tf.zeros_like(has_prompt), has_prompt, tf.zeros_like(prompt_lengths, tf.int32)
+
+
+def sample_steps(model, logits, state, flags, start, stop, temperature, seed, eos_id, top_k=0, top_p=1.0,
+                 fused=None, step=None):
+    """Steps ``start`` .. ``stop`` - 1 of ``sample``'s loop, or fewer when every row has ended.
+
+    Returns (t, logits, state, flags, tokens [B, t - start]): the next step, what it continues
+    from, and the tokens drawn.  Sampling in pieces (start = 0, then each piece's t) draws exactly
+    the tokens of one call, so a caller can show progress between the pieces.
+    """
+    fused = fused or model.fuse()
+    step = step or model.step
     temperature = tf.cast(temperature, tf.float32)
     seed = tf.cast(seed, tf.int64)
-    max_tokens = tf.cast(max_tokens, tf.int32)
+    start, stop = tf.cast(start, tf.int32), tf.cast(stop, tf.int32)
 
-    def body(t, logits, state, finished, produced, lengths, out):
+    def body(t, logits, state, flags, out):
+        finished, produced, lengths = flags
         token = choose(logits, temperature, top_k, top_p, tf.stack([seed, tf.cast(t, tf.int64)]))
         token = tf.where(finished, eos_id, token)
         lengths += tf.cast(~finished, tf.int32)
         finished |= (token == eos_id) & produced
         produced |= token != eos_id
         logits, state = step(token, state, fused)
-        return t + 1, logits, state, finished, produced, lengths, out.write(t, token)
+        return t + 1, logits, state, (finished, produced, lengths), out.write(t - start, token)
 
-    def cond(t, logits, state, finished, *_):
-        return (t < max_tokens) & ~tf.reduce_all(finished)
+    def cond(t, logits, state, flags, out):
+        return (t < stop) & ~tf.reduce_all(flags[0])
 
     out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    has_prompt = tf.cast(prompt_lengths, tf.int32) > 1  # more than the start context <eos>
-    _, _, _, _, _, lengths, out = tf.while_loop(
-        cond, body, (tf.constant(0), logits, state, tf.zeros([batch], tf.bool), has_prompt,
-                     tf.zeros([batch], tf.int32), out))
-    return tf.transpose(out.stack()), lengths  # [B, steps taken]
+    t, logits, state, flags, out = tf.while_loop(cond, body, (start, logits, state, flags, out))
+    tokens = tf.reshape(tf.transpose(out.stack()), [tf.shape(flags[0])[0], t - start])
+    return t, logits, state, flags, tokens
 
 
 def beam_search(model, prompt_ids, prompt_lengths, max_tokens, beam_width, eos_id, length_penalty=0.0,

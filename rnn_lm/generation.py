@@ -8,10 +8,14 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_lm import decoding
+from rnn_lm import progress
+
+PIECE_TOKENS = 50  # tokens per graph call when sampling shows a progress bar
 
 
 class Generator:
-    """Continues prompts with a model and its vocabulary; each call is one graph call."""
+    """Continues prompts with a model and its vocabulary; each call is one graph call (or one per
+    piece of ``PIECE_TOKENS`` tokens, with a progress bar)."""
 
     def __init__(self, model, vocab, tokenizer, jit_compile=False):
         """``jit_compile``: each token's model call compiled with XLA."""
@@ -25,6 +29,9 @@ class Generator:
                 model, ids, lengths, n, temperature, seed, eos, top_k=top_k, top_p=top_p, step=step))
         self._beam = {}  # beam width -> tf.function (the width sets shapes)
         self._prime = tf.function(lambda ids, lengths: decoding.prime(model, ids, lengths, step=step))
+        self._sample_steps = tf.function(
+            lambda logits, state, flags, start, stop, temperature, top_k, top_p, seed: decoding.sample_steps(
+                model, logits, state, flags, start, stop, temperature, seed, eos, top_k, top_p, step=step))
         self._next = tf.function(self._next_token)
 
     def encode_prompts(self, prompts):
@@ -44,13 +51,36 @@ class Generator:
         <eos> tokens (``decoding.sample`` keeps the leading ones of an unprompted row)."""
         return self.tokenizer.detokenize(self.vocab.decode(ids)).strip("\n")
 
-    def sample(self, prompts, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
-        """One continuation per prompt: (texts, tokens generated per prompt, <eos> included)."""
+    def sample(self, prompts, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0, piece=None):
+        """One continuation per prompt: (texts, tokens generated per prompt, <eos> included).
+
+        ``piece``: sample ``piece`` tokens per graph call, with a progress bar on a terminal (the
+        same tokens as one call).
+        """
         ids, lengths, _ = self.encode_prompts(prompts)
-        out, n = self._sample(ids, lengths, tf.constant(max_tokens), tf.constant(temperature, tf.float32),
-                              tf.constant(top_k), tf.constant(top_p, tf.float32), tf.constant(seed, tf.int64))
-        n = n.numpy()
-        return [self.text(row[:k]) for row, k in zip(out.numpy(), n)], n.tolist()
+        settings = (tf.constant(temperature, tf.float32), tf.constant(top_k), tf.constant(top_p, tf.float32),
+                    tf.constant(seed, tf.int64))
+        if piece:
+            out, n = self._sample_in_pieces(ids, lengths, max_tokens, settings, piece)
+        else:
+            out, n = self._sample(ids, lengths, tf.constant(max_tokens), *settings)
+            out, n = out.numpy(), n.numpy()
+        return [self.text(row[:k]) for row, k in zip(out, n)], n.tolist()
+
+    def _sample_in_pieces(self, ids, lengths, max_tokens, settings, piece):
+        logits, state = self._prime(ids, lengths)
+        flags, t, pieces = decoding.sampling_start(lengths), 0, []
+        with progress.bar(max_tokens, "generating", unit="token") as shown:
+            while t < max_tokens and not np.all(flags[0]):
+                stop = min(t + piece, max_tokens)
+                t_next, logits, state, flags, tokens = self._sample_steps(
+                    logits, state, flags, tf.constant(t), tf.constant(stop), *settings)
+                pieces.append(tokens.numpy())
+                shown.update(int(t_next) - t)
+                t = int(t_next)
+            shown.total = t  # every row ended before max_tokens: the bar ends full
+            shown.refresh()
+        return np.concatenate(pieces, axis=1), flags[2].numpy()
 
     def beam_search(self, prompts, max_tokens, beam_width, length_penalty=0.0):
         """The best ``beam_width`` continuations of each prompt: a list (per prompt) of (text, score)."""

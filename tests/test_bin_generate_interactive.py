@@ -1,22 +1,28 @@
-"""rnn-lm-generate --interactive on a pseudo-terminal, typed as a person types: line editing and
-history (the up arrow recalls the last prompt), a warning naming words outside the vocabulary, and
-commands that change the settings mid-session; the greedy text equals the batch path's."""
+"""rnn-lm-generate on a pseudo-terminal: a progress bar while sampling, and --interactive typed as a
+person types: line editing and history (the up arrow recalls the last prompt), a warning naming words
+outside the vocabulary, and commands that change the settings mid-session; the greedy text equals the
+batch path's."""
 
+import fcntl
 import os
 import pty
+import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 from tests.helpers import ENV, run
 
 
 class Terminal:
-    """A process on a pseudo-terminal, read until a text appears."""
+    """A process on a pseudo-terminal of 40 rows and 120 columns, read until a text appears."""
 
     def __init__(self, args, home):
         self.fd, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         self.proc = subprocess.Popen(args, stdin=terminal, stdout=terminal, stderr=terminal,
                                      env=dict(ENV, HOME=str(home), TERM="xterm"))
         os.close(terminal)
@@ -35,6 +41,20 @@ class Terminal:
             self.out += os.read(self.fd, 1 << 16).decode("utf-8", "replace")
         return self.out[start:]
 
+    def finish(self, timeout=120):
+        """Reads until the process ends; returns (status, all it wrote)."""
+        deadline = time.monotonic() + timeout
+        while select.select([self.fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not chunk:
+                break
+            self.out += chunk.decode("utf-8", "replace")
+        os.close(self.fd)
+        return self.proc.wait(timeout=60), self.out
+
     def close(self):
         self.type("\x04")  # Ctrl-D
         status = self.proc.wait(timeout=60)
@@ -45,11 +65,13 @@ class Terminal:
 def test_interactive_line_editing_history_unknown_words_and_commands(trained, tmp_path):
     model_dir = trained[0]
     greedy = ["--temperature=0", "--max_tokens=6"]
-    batch = run("generate", f"--model_dir={model_dir}", "--prompt=the cake", *greedy).stdout.strip()
+    args = [sys.executable, "-m", "rnn_lm.bin.generate", f"--model_dir={model_dir}", *greedy]
+    status, shown = Terminal(args + ["--prompt=the cake"], tmp_path).finish()
+    assert status == 0 and re.search(r"generating: +\d+%\|.*\| *(\d)/\1 \[", shown), shown[-2000:]
+    batch = [line for line in re.split(r"[\r\n]+", shown) if line.startswith("the cake")][-1].strip()
     beam = run("generate", f"--model_dir={model_dir}", "--prompt=the cake", "--max_tokens=6",
                "--beam_width=3").stdout.strip()
-    term = Terminal([sys.executable, "-m", "rnn_lm.bin.generate", f"--model_dir={model_dir}", "--interactive",
-                     *greedy], tmp_path)
+    term = Terminal(args + ["--interactive"], tmp_path)
     term.expect("> ")
     term.type("the cake\r")
     assert batch in term.expect("> ")

@@ -133,6 +133,21 @@ def test_choosing_token_by_token_draws_what_sample_draws(lstm):
         logits, state = lstm.step(token, state)
 
 
+def test_sampling_in_pieces_draws_what_one_call_draws(lstm):
+    ids, lengths = prompts()
+    expected, n = decoding.sample(lstm, ids, lengths, 9, 1.2, 4, EOS, top_k=5)
+    for piece in (1, 2, 4):
+        logits, state = decoding.prime(lstm, ids, lengths)
+        flags, t, tokens = decoding.sampling_start(lengths), 0, []
+        while t < 9 and not np.all(flags[0]):
+            t, logits, state, flags, drawn = decoding.sample_steps(
+                lstm, logits, state, flags, t, min(t + piece, 9), 1.2, 4, EOS, top_k=5)
+            t = int(t)
+            tokens.append(drawn.numpy())
+        np.testing.assert_array_equal(np.concatenate(tokens, axis=1), expected)
+        np.testing.assert_array_equal(flags[2], n)
+
+
 def test_tensor_arguments_inside_a_tf_function(lstm):
     ids, lengths = prompts()
     scalar = lambda dtype: tf.TensorSpec([], dtype)
