@@ -18,7 +18,7 @@ import tensorflow as tf
 from rnn_lm import checkpoints, export, tflite, training
 from rnn_lm.config import GENERATION_DEFAULTS, Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.errors import RnnLmError
-from tests.helpers import ENV, write_corpus
+from tests.helpers import ENV, run, write_corpus
 
 SENTENCE = "the cake which the children like was eaten by two small dogs"
 
@@ -206,14 +206,15 @@ def test_a_saved_model_with_the_old_state_layout_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def tflite_export(model_dir):
-    proc = subprocess.run([sys.executable, "-m", "rnn_lm.bin.export", f"--model_dir={model_dir}",
-                           "--format=tflite", "--measure"], capture_output=True, text=True, env=ENV, timeout=300)
+    proc = run("export", f"--model_dir={model_dir}", "--format=tflite", "--measure")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return os.path.join(model_dir, "tflite"), proc.stdout
+    return os.path.join(model_dir, "tflite"), proc
 
 
 def test_tflite_export_writes_the_model_and_the_vocabulary_and_measures_it(tflite_export, model_dir):
-    folder, stdout = tflite_export
+    folder, proc = tflite_export
+    stdout = proc.stdout
+    assert "XNNPACK" not in proc.stderr  # LiteRT's notice, held back without --verbosity
     assert sorted(os.listdir(folder)) == ["model.tflite", "vocab.txt"]
     with open(os.path.join(folder, "vocab.txt"), "rb") as a, open(os.path.join(model_dir, "vocab.txt"), "rb") as b:
         assert a.read() == b.read()
@@ -248,8 +249,7 @@ def test_tflite_model_matches_the_saved_model_over_a_sentence(tflite_export, mod
 
 def test_export_format_and_measure_errors_are_one_line(model_dir):
     for args, needle in [(["--format=onnx"], "onnx"), (["--measure"], "--measure needs --format=tflite")]:
-        proc = subprocess.run([sys.executable, "-m", "rnn_lm.bin.export", f"--model_dir={model_dir}", *args],
-                              capture_output=True, text=True, env=ENV, timeout=300)
+        proc = run("export", f"--model_dir={model_dir}", *args)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
         assert errors and needle in errors[-1], proc.stderr

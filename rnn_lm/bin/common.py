@@ -1,5 +1,6 @@
 """What every binary shares: flags made from the config, --help, and the one-line error for bad input."""
 
+import contextlib
 import dataclasses
 import logging as logging_lib
 import os
@@ -51,20 +52,28 @@ def _quiet_unless_verbose():
 
 
 def load_tensorflow():
-    """Imports TensorFlow and finds its devices; unless --verbosity is given, what its C++ side writes
-    meanwhile (CUDA probing on a machine without a GPU, CPU features) is held back, and shown only if
-    that fails.  The binaries call it where they need TensorFlow, after checking their input."""
-    if not _quiet():
+    """Imports TensorFlow and finds its devices, with what its C++ side writes meanwhile (CUDA probing
+    on a machine without a GPU, CPU features) held back (``native_output_held``).  The binaries call it
+    where they need TensorFlow, after checking their input."""
+    with native_output_held():
         import tensorflow as tf
         tf.config.list_physical_devices()
+
+
+@contextlib.contextmanager
+def native_output_held():
+    """Unless --verbosity is given, what native code writes to the process's stderr (file descriptor
+    2) inside the block is held back, and shown only if the block fails: the C++ start-up lines of
+    TensorFlow, LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice."""
+    if not _quiet():
+        yield
         return
     saved = os.dup(2)
     sys.stderr.flush()
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()
+            yield
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

@@ -46,7 +46,9 @@ def main(argv):
     path = tflite.export_tflite(model, vocab, config, FLAGS.output_dir or os.path.join(FLAGS.model_dir, TFLITE_DIR))
     print(f"TFLite model written to {path} (vocabulary beside it)")
     if FLAGS.measure:
-        print(f"{path}: {os.path.getsize(path):,} bytes, {tflite.step_latency(path):.4f} ms per token "
+        with common.native_output_held():  # LiteRT's delegate notice
+            ms = tflite.step_latency(path)
+        print(f"{path}: {os.path.getsize(path):,} bytes, {ms:.4f} ms per token "
               f"(median of {tflite.LATENCY_STEPS} steps, batch 1)")
 
 
