@@ -172,19 +172,74 @@ def sentence_log_prob(model, vocab, sentence):
 
 
 # ---------------------------------------------------------------------------
-# The binaries, in fresh processes.
+# The binaries, in processes of their own.
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TINY = ["--num_layers=1", "--hidden_size=16", "--embedding_size=8", "--batch_size=4", "--num_steps=5",
         "--optimizer=adam", "--learning_rate=0.01", "--sample_tokens=6"]
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
-def run(binary, *args, input=None):
-    """``python -m rnn_lm.bin.<binary>``, or of the module ``binary`` when it is a dotted name;
-    ``input``: text for its stdin (else it inherits the test's)."""
+def run(binary, *args, input=None, timeout=300):
+    """``python -m rnn_lm.bin.<binary> ARGS``, or of the module ``binary`` when it is a dotted name, in
+    a process of its own forked from one that has imported TensorFlow already (tests/launcher.py says
+    what that changes); ``input``: text for its stdin (else it reads an empty one).  Returns a
+    ``subprocess.CompletedProcess`` with the text of stdout and stderr."""
     module = binary if "." in binary else f"rnn_lm.bin.{binary}"
-    return subprocess.run([sys.executable, "-m", module, *args],
-                          capture_output=True, text=True, env=ENV, timeout=300, input=input)
+    return _LAUNCHER.run("module", module, args, input, timeout)
+
+
+def run_script(name, *args, input=None, timeout=300, memory_limit=None):
+    """The installed console script ``rnn-lm-<name> ARGS``, as ``run`` runs a module; ``memory_limit``
+    (bytes) caps its address space."""
+    script = os.path.join(os.path.dirname(sys.executable), f"rnn-lm-{name}")
+    return _LAUNCHER.run("script", script, args, input, timeout, memory_limit)
+
+
+def run_fresh(binary, *args, input=None, env=ENV, timeout=300):
+    """``python -m rnn_lm.bin.<binary> ARGS`` in a fresh interpreter, for what ``run`` cannot show: what
+    TensorFlow's import writes, or an environment it reads."""
+    module = binary if "." in binary else f"rnn_lm.bin.{binary}"
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, input=input or "")
+
+
+class _Launcher:
+    """The test process's tests/launcher.py, started at the first run and kept for the rest."""
+
+    def __init__(self):
+        self.proc = None
+
+    def run(self, kind, target, args, input, timeout, memory_limit=None):
+        import json
+        import tempfile
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.launcher"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+        with tempfile.TemporaryDirectory() as folder:
+            files = {name: os.path.join(folder, name) for name in ("stdin", "stdout", "stderr")}
+            for name, text in (("stdin", input or ""), ("stdout", ""), ("stderr", "")):
+                with open(files[name], "w", encoding="utf-8") as f:
+                    f.write(text)
+            args = [str(a) for a in args]
+            request = dict(kind=kind, target=target, args=args, env=ENV, cwd=os.getcwd(), timeout=timeout,
+                           memory_limit=memory_limit, **files)
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            reply = self.proc.stdout.readline()
+            if not reply:
+                raise RuntimeError(f"the test launcher ended (status {self.proc.wait()}) running {target}")
+            status = json.loads(reply)["status"]
+            out = {}
+            for name in ("stdout", "stderr"):
+                with open(files[name], encoding="utf-8", errors="replace") as f:
+                    out[name] = f.read()
+        if status == -9:
+            raise subprocess.TimeoutExpired([target, *args], timeout, out["stdout"], out["stderr"])
+        return subprocess.CompletedProcess([target, *args], status, out["stdout"], out["stderr"])
+
+
+_LAUNCHER = _Launcher()
 
 
 def assert_one_line_error(proc, *needles):

@@ -3,19 +3,18 @@ never a traceback or a hang: --max_tokens over the cap, generation memory that f
 non-finite sampling flags, text that is not UTF-8 (and --encoding_errors=replace), a FIFO or a device as
 a split or --text_file, a SavedModel that is not rnn_lm's.
 
-Each binary runs in a fresh process with a timeout, so a hang fails the test
+Each binary runs in a process of its own with a timeout, so a hang fails the test
 instead of hanging the suite.
 """
 
 import os
-import resource
 import subprocess
 import sys
 
 import pytest
 
 from rnn_lm.config import MAX_GENERATED_TOKENS
-from tests.helpers import ENV
+from tests.helpers import ENV, run_script
 
 TIMEOUT = 300
 TINY = ["--grammar_train_tokens=20000", "--hidden_size=16", "--embedding_size=16", "--num_layers=1",
@@ -23,11 +22,8 @@ TINY = ["--grammar_train_tokens=20000", "--hidden_size=16", "--embedding_size=16
 
 
 def run(binary, *args, timeout=TIMEOUT, memory_limit=None):
-    """Runs ``rnn-lm-<binary>``; ``memory_limit`` (bytes) caps its address space."""
-    limit = (lambda: resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))) if memory_limit else None
-    script = os.path.join(os.path.dirname(sys.executable), f"rnn-lm-{binary}")  # the console script
-    return subprocess.run([script, *map(str, args)], capture_output=True,
-                          text=True, env=ENV, timeout=timeout, preexec_fn=limit, stdin=subprocess.DEVNULL)
+    """Runs the console script ``rnn-lm-<binary>``; ``memory_limit`` (bytes) caps its address space."""
+    return run_script(binary, *args, timeout=timeout, memory_limit=memory_limit)
 
 
 def error_line(proc, binary, *needles):
