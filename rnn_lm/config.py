@@ -23,6 +23,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
 FINAL_WEIGHTS = ("best", "last")
+RESET_STATES = ("never", "eos")
 ENCODING_ERRORS = ("strict", "replace")
 CORPUS_NAMES = ("", "grammar") + tuple(CORPORA)
 CONFIG_FILE = "config.json"
@@ -61,6 +62,10 @@ class ModelConfig:
     tie_embeddings: bool = _field(False, "Share the embedding with the softmax weights (needs --embedding_size "
                                   "== --hidden_size).")
     init_scale: float = _field(0.1, "Weights start uniform in [-s, s]; 0: Keras' initialisers.")
+    reset_state: str = _field("never", "Where the recurrent state starts again from h_(0) = 0: never (the "
+                              "state carried across sentences, one stream) or eos (sentence mode: at every "
+                              "<eos> input, so that each line is an independent sequence, in training, "
+                              "evaluation and scoring alike).", RESET_STATES)
 
     def validate(self):
         _check_fields(self)

@@ -14,7 +14,10 @@ dropout of Gal & Ghahramani, 2016, on the connections between layers); and
 by 1 / (1 - p)).
 
 The model takes and returns the recurrent state (one entry per layer, each in
-its cell's own structure), so the caller carries it from window to window.
+its cell's own structure), so the caller carries it from window to window.  In
+sentence mode (``reset_state="eos"``) every row's state starts again from
+h_(0) = 0 at each ``<eos>`` input, in ``call`` and in ``step`` alike, so each
+line of a stream is scored as if it stood alone.
 """
 
 import keras
@@ -22,7 +25,8 @@ import tensorflow as tf
 
 from rnn_lm import cells as cells_lib
 from rnn_lm.cells import distinct_initializer
-from rnn_lm.unroll import unroll
+from rnn_lm.data.vocab import Vocabulary
+from rnn_lm.unroll import restart, unroll
 
 
 class RNNLanguageModel(keras.Model):
@@ -128,6 +132,12 @@ class RNNLanguageModel(keras.Model):
 
         ``dropout_seed`` (int [2]) fixes the dropout masks when training.
         """
+        h, new_state = self.features(ids, state, training, dropout_seed)
+        return self.output_logits(h), new_state
+
+    def features(self, ids, state=None, training=False, dropout_seed=None):
+        """``call`` up to the softmax: ids [B, T] -> (what the softmax reads [B, T, H], final state): the
+        top layer's h_t (after dropout, in training)."""
         if state is None:
             state = self.zero_state(tf.shape(ids)[0])
         c = self.config
@@ -139,13 +149,19 @@ class RNNLanguageModel(keras.Model):
             x = self._embedding_dropout(ids, x, dropout_seed)
         if dropout:
             x = self._dropout(x, c.input_dropout_rate, 0, dropout_seed)
+        reset = self.restarts(ids)
         new_state = []
         for layer, (cell, layer_state) in enumerate(zip(self.cells, state), start=1):
-            x, layer_state = unroll(cell, x, layer_state)  # [B, T, H]
+            x, layer_state = unroll(cell, x, layer_state, reset=reset)  # [B, T, H]
             if dropout:
                 x = self._dropout(x, c.dropout, layer, dropout_seed)
             new_state.append(_float32(layer_state))
-        return self.output_logits(x), new_state
+        return x, new_state
+
+    def restarts(self, ids):
+        """Where the state starts again from zero (bool, the shape of ``ids``): at every <eos> input in
+        sentence mode; None otherwise."""
+        return tf.equal(ids, Vocabulary.EOS_ID) if self.config.reset_state == "eos" else None
 
     def fuse(self):
         """Every layer's concatenated gate matrices, for a loop of ``step`` calls."""
@@ -157,13 +173,20 @@ class RNNLanguageModel(keras.Model):
         A decoding loop passes ``fused = model.fuse()``, computed once before
         the loop, so the gate matrices are not concatenated again per token.
         """
+        h, state = self.advance(ids, state, fused)
+        return self.output_logits(h), state
+
+    def advance(self, ids, state, fused=None):
+        """``step`` without the softmax: ids [B] -> (the top layer's h [B, H], state)."""
         x = self.embed(ids)
+        reset = self.restarts(ids)
         new_state = []
         for cell, layer_state, layer_fused in zip(self.cells, state, fused or self.fuse()):
             layer_state = tf.nest.map_structure(lambda s: tf.cast(s, x.dtype), layer_state)
+            layer_state = restart(layer_state, reset) if reset is not None else layer_state
             x, layer_state = cell.step(cell.project_inputs(x, layer_fused), layer_state, layer_fused)
             new_state.append(_float32(layer_state))
-        return self.output_logits(x), new_state
+        return x, new_state
 
 
 def _float32(state):

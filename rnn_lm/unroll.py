@@ -18,7 +18,7 @@ what ``cell.step`` returned.
 """
 
 
-def unroll(cell, inputs, initial_state, step_hook=None):
+def unroll(cell, inputs, initial_state, step_hook=None, reset=None):
     """Runs ``cell`` over ``inputs`` [B, T, in] from ``initial_state``.
 
     What it computes, as pseudo-code (the fast path of the cell):
@@ -27,6 +27,8 @@ def unroll(cell, inputs, initial_state, step_hook=None):
         x_proj = cell.project_inputs(inputs)      # [B, T, G*H], one matmul
         state = initial_state
         for t in range(T):
+            if reset is not None:                 # sentence mode: a row restarts from h_(0) = 0
+                state = where(reset[:, t], 0, state)
             h_t, new_state = cell.step(x_proj[:, t], state, fused)
             if step_hook:                         # analysis only; None in the model
                 replaced = step_hook(Step(t, x_proj[:, t], fused, state, h_t, new_state))
@@ -48,6 +50,9 @@ def unroll(cell, inputs, initial_state, step_hook=None):
         (``rnn_lm.analysis`` adds gradient probes this way and records gates).
         A hook that appends to Python lists works in eager mode and in the
         Python-unrolled loop, not inside a traced tf.while_loop.
+      reset: optional bool [B, T]; where true, the state going into step t
+        is the zero state (nothing before it reaches that step, gradients
+        included).
 
     Returns:
       (outputs [B, T, H], final_state), the state in the cell's own structure.
@@ -57,9 +62,12 @@ def unroll(cell, inputs, initial_state, step_hook=None):
     x_proj = tf.transpose(x_proj, [1, 0, 2])  # [T, B, G*H]
     num_steps = inputs.shape[1]
     state = tf.nest.map_structure(lambda s: tf.cast(s, inputs.dtype), initial_state)
+    if reset is not None:
+        reset = tf.transpose(reset)  # [T, B]
     if num_steps is not None and num_steps <= MAX_STATIC_UNROLL:
         outputs = []
         for t, x_t in enumerate(tf.unstack(x_proj, num=num_steps)):
+            state = restart(state, reset[t]) if reset is not None else state
             h, state = _step(cell, t, x_t, state, fused, step_hook)
             outputs.append(h)
         return tf.stack(outputs, axis=1), state
@@ -68,12 +76,21 @@ def unroll(cell, inputs, initial_state, step_hook=None):
     outputs = tf.TensorArray(x_proj.dtype, size=steps)
 
     def body(t, state, outputs):
+        state = restart(state, reset[t]) if reset is not None else state
         h, state = _step(cell, t, x_proj[t], state, fused, step_hook)
         return t + 1, state, outputs.write(t, h)
 
     _, state, outputs = tf.while_loop(
         lambda t, *_: t < steps, body, (tf.constant(0), state, outputs))
     return tf.transpose(outputs.stack(), [1, 0, 2]), state
+
+
+def restart(state, rows):
+    """``state`` with the rows where ``rows`` [B] is true set to zero (any state structure, any rank)."""
+    def zeroed(s):
+        where = tf.reshape(rows, [-1] + [1] * (s.shape.rank - 1))
+        return tf.where(where, tf.zeros_like(s), s)
+    return tf.nest.map_structure(zeroed, state)
 
 
 def _step(cell, t, x_t, state, fused, step_hook):

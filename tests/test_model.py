@@ -113,6 +113,27 @@ def test_step_token_by_token_equals_call(cell):
     assert_state_close(step_state, state)
 
 
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_sentence_mode_scores_each_sentence_as_if_it_stood_alone(cell):
+    """reset_state=eos: from each <eos> input on, the logits are those of that part alone from
+    h_(0) = 0, whatever state came in; token by token (step) too."""
+    model = make_model(cell=cell, reset_state="eos")
+    ids = np.array([[3, 1, 4, 5, 1, 2, 6], [1, 2, 2, 1, 1, 3, 4]], np.int32)  # <eos> is 1
+    start = model.call(tf.constant([[5, 6], [4, 2]]))[1]  # a state that is not zero
+    logits, state = model(tf.constant(ids), start)
+    for b, row in enumerate(ids):
+        cuts = [t for t in range(len(row)) if row[t] == 1] + [len(row)]
+        for a, z in zip(cuts, cuts[1:]):
+            alone, _ = model(tf.constant(row[None, a:z]))
+            np.testing.assert_allclose(logits[b, a:z].numpy(), alone[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits[0, 0], model(tf.constant(ids[:1, :1]))[0][0, 0])  # before an <eos>: carried
+    step_state = start
+    for t in range(ids.shape[1]):
+        step_logits, step_state = model.step(tf.constant(ids[:, t]), step_state)
+        np.testing.assert_allclose(step_logits.numpy(), logits[:, t].numpy(), rtol=1e-5, atol=1e-6)
+    assert_state_close(step_state, state)
+
+
 # --- Dropout: ptb_small_plus's variants (locked, input, embedding) as well as plain dropout.
 
 @pytest.mark.parametrize("overrides", [

@@ -189,3 +189,28 @@ def test_python_unrolled_and_while_loop_agree_with_gradients(kind, monkeypatch):
     state_spec = tf.nest.map_structure(lambda _: tf.TensorSpec([None, H]), state)
     graph = tf.function(lambda x, state: unroll(cell, x, state), input_signature=[spec, state_spec])
     assert_nested_close(graph(x, state), static[:2])
+
+
+@pytest.mark.parametrize("max_static", [100, 0], ids=["python-unrolled", "while_loop"])
+def test_reset_restarts_the_running_sum_from_zero(max_static, monkeypatch):
+    """Sentence mode's restart: where reset[b, t], the state going into step t is zero, so the sum
+    starts again at x_t (by hand: a cumulative sum cut at the resets)."""
+    monkeypatch.setattr(unroll_lib, "MAX_STATIC_UNROLL", max_static)
+    x, h0 = counter_inputs()
+    reset = np.zeros([B, T], bool)
+    reset[0, [2, 3]] = True
+    reset[1, 0] = True
+    out, (total, count) = unroll(CounterCell(), tf.constant(x), (tf.constant(h0), tf.zeros([B])),
+                                 reset=tf.constant(reset))
+    want = np.zeros_like(x)
+    for b in range(B):
+        running, n = h0[b], 0.0
+        for t in range(T):
+            if reset[b, t]:
+                running, n = np.zeros(IN, np.float32), 0.0
+            running = running + x[b, t]
+            n += 1
+            want[b, t] = running
+        assert count.numpy()[b] == n  # the count restarted too: every part of the state
+    np.testing.assert_array_equal(out.numpy(), want)
+    np.testing.assert_array_equal(total.numpy(), want[:, -1])
