@@ -3,8 +3,10 @@
 - ``Evaluator``: exact corpus perplexity, every token scored once, the state
   carried across windows (as in training);
 - ``sentence_log_probs``: log p(line) of a batch of lines, each from the
-  start-of-sentence context (n-best rescoring); the SavedModel's ``score``
-  signature runs the same function;
+  start-of-sentence context (n-best rescoring), from the zero state or from a
+  start state; the SavedModel's ``score`` signature runs the same function;
+- ``boundary_state``: the start state a stream-trained model does see, the
+  mean state it carries into an ``<eos>`` input;
 - ``SentenceScorer``: text lines in, (log p, tokens, unknown words) out;
 - ``unigram_perplexity``: the add-one unigram model, the baseline with no context.
 """
@@ -17,6 +19,12 @@ import tensorflow as tf
 from rnn_lm import losses
 from rnn_lm import progress
 from rnn_lm.data import pipeline
+from rnn_lm.errors import RnnLmError
+
+# boundary_state reads this much of the training text, as this many contiguous streams.
+BOUNDARY_TOKENS = 200_000
+BOUNDARY_STREAMS = 32
+SENTENCE_BATCH = 128  # lines per graph call of SentenceScorer
 
 
 class Evaluator:
@@ -53,12 +61,13 @@ class Evaluator:
         return math.exp(nats) if nats < 700 else math.inf
 
 
-def sentence_log_probs(model, ids, lengths, eos_id):
+def sentence_log_probs(model, ids, lengths, eos_id, start=None):
     """log p(line) = sum_t log p(w_t | <eos>, w_1 .. w_{t-1}) of each row, the final <eos> included.
 
     ``ids`` [B, L] int32 are the lines' tokens (without <eos>), padded after
-    ``lengths`` [B]; every line starts from h_(0) = 0 with <eos> as its first
-    input.  Returns (log_prob [B] float32 in nats, num_tokens [B] int32 = lengths + 1).
+    ``lengths`` [B]; every line starts from ``start`` (one row's state, e.g.
+    ``boundary_state``'s; None: h_(0) = 0) with <eos> as its first input.
+    Returns (log_prob [B] float32 in nats, num_tokens [B] int32 = lengths + 1).
     """
     batch = tf.shape(ids)[0]
     n = lengths + 1  # the line's tokens and its <eos>
@@ -67,34 +76,87 @@ def sentence_log_probs(model, ids, lengths, eos_id):
     targets = tf.concat([ids, tf.zeros_like(eos)], axis=1)
     targets = tf.tensor_scatter_nd_update(targets, tf.stack([tf.range(batch), n - 1], axis=1),
                                           tf.fill([batch], tf.constant(eos_id, ids.dtype)))
-    logits, _ = model(inputs, training=False)
+    state = None if start is None else tf.nest.map_structure(lambda s: tf.tile(s[None], [batch, 1]), start)
+    logits, _ = model(inputs, state, training=False)
     mask = tf.sequence_mask(n, tf.shape(inputs)[1], dtype=tf.float32)
     return -tf.reduce_sum(losses.token_cross_entropy(logits, targets) * mask, axis=1), n
 
 
-class SentenceScorer:
-    """Text lines in, ``sentence_log_probs`` out, a batch of lines per graph call."""
+def boundary_state(model, ids, eos_id, streams=BOUNDARY_STREAMS, max_tokens=BOUNDARY_TOKENS):
+    """The mean state ``model`` carries into an <eos> input over the first ``max_tokens`` of ``ids``
+    (the training text, as it was trained: ``streams`` contiguous rows, the state carried), one row's
+    state per layer.  Every sentence of a stream-trained model starts from such a state, never from
+    h_(0) = 0, so per-sentence scores from it are closer to the stream's (docs/evaluation.md).
+    """
+    length = min(len(ids), max_tokens) // streams
+    rows = np.asarray(ids[:length * streams], np.int32).reshape(streams, length)
+    sums, count = tf.function(lambda rows: _boundary_sums(model, rows, eos_id))(tf.constant(rows))
+    if float(count) == 0:
+        raise RnnLmError("the training text has no sentence boundary (<eos>) to take a start state from")
+    return tf.nest.map_structure(lambda s: s / count, sums)
 
-    def __init__(self, model, vocab, tokenizer, batch_size=32):
+
+def _boundary_sums(model, rows, eos_id):
+    """(the sum over rows and steps of the state going into each <eos> input but the first column's,
+    their count); the cells only, no softmax."""
+    fused = model.fuse()
+    state = model.zero_state(tf.shape(rows)[0])
+    sums = tf.nest.map_structure(lambda s: tf.zeros_like(s[0]), state)
+
+    def body(t, state, sums, count):
+        at = tf.equal(rows[:, t], eos_id) & (t > 0)  # column 0's state is the zero start, not a boundary's
+        sums = tf.nest.map_structure(lambda total, s: total + tf.reduce_sum(tf.where(at[:, None], s, 0.0), 0),
+                                     sums, state)
+        _, state = model.advance(rows[:, t], state, fused)
+        return t + 1, state, sums, count + tf.reduce_sum(tf.cast(at, tf.float32))
+
+    _, _, sums, count = tf.while_loop(lambda t, *_: t < tf.shape(rows)[1], body,
+                                      (tf.constant(0), state, sums, tf.constant(0.0)))
+    return sums, count
+
+
+def sentence_start(config, vocab, model, model_dir, train_ids=None):
+    """Where a sentence scored on its own starts: None (zero) for a sentence-mode model, whose state
+    is zero after every <eos> anyway; else ``boundary_state`` over the training text (``train_ids``,
+    or read from the model's corpus).  An RnnLmError when that text cannot be read."""
+    if config.model.reset_state == "eos":
+        return None
+    if train_ids is None:
+        from rnn_lm.data import corpus as corpus_lib
+        train_ids = corpus_lib.train_prefix(config.data, vocab, BOUNDARY_TOKENS, model_dir)
+    return boundary_state(model, train_ids, vocab.eos_id)
+
+
+class SentenceScorer:
+    """Text lines in, ``sentence_log_probs`` out: the lines sorted by length into batches of up to
+    ``batch_size``, one graph call each (lines of one length pad little), the results in input
+    order.  ``start``: the state every line starts from (``boundary_state``'s; None: zero)."""
+
+    def __init__(self, model, vocab, tokenizer, batch_size=SENTENCE_BATCH, start=None):
         self.model = model
         self.vocab = vocab
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self._score = tf.function(lambda ids, lengths: sentence_log_probs(model, ids, lengths, vocab.eos_id)[0],
-                                  reduce_retracing=True)
+        self._score = tf.function(
+            lambda ids, lengths: sentence_log_probs(model, ids, lengths, vocab.eos_id, start)[0],
+            reduce_retracing=True)
 
-    def score(self, lines):
-        """Yields (line, log_prob in nats, num_tokens, num_unknown) for each line, in order."""
-        for start in range(0, len(lines), self.batch_size):
-            batch = lines[start:start + self.batch_size]
-            encoded = [self.vocab.encode(self.tokenizer.tokenize(line)[:-1]) for line in batch]  # <eos> added in the graph
-            lengths = np.array([len(ids) for ids in encoded], np.int32)
-            ids = np.zeros([len(batch), max(1, lengths.max())], np.int32)
-            for row, line_ids in zip(ids, encoded):
-                row[:len(line_ids)] = line_ids
-            log_probs = self._score(ids, lengths).numpy()
-            for line, line_ids, log_prob in zip(batch, encoded, log_probs):
-                yield line, float(log_prob), len(line_ids) + 1, int(np.sum(line_ids == self.vocab.unk_id))
+    def score(self, lines, desc=None):
+        """[(line, log_prob in nats, num_tokens, num_unknown)] for ``lines``, in their order (a progress
+        bar named ``desc`` on a terminal)."""
+        encoded = [self.vocab.encode(self.tokenizer.tokenize(line)[:-1]) for line in lines]  # <eos> added in the graph
+        lengths = np.array([len(ids) for ids in encoded], np.int32)
+        order = np.argsort(lengths, kind="stable")
+        log_probs = np.zeros(len(lines))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(lines), self.batch_size)]
+        for batch in progress.bar(len(batches), desc or "scoring", unit="batch", leave=False, iterable=batches,
+                                  disable=desc is None):
+            ids = np.zeros([len(batch), max(1, lengths[batch].max())], np.int32)
+            for row, i in zip(ids, batch):
+                row[:lengths[i]] = encoded[i]
+            log_probs[batch] = self._score(ids, lengths[batch]).numpy()
+        return [(line, float(log_prob), len(ids) + 1, int(np.sum(ids == self.vocab.unk_id)))
+                for line, ids, log_prob in zip(lines, encoded, log_probs)]
 
 
 def unigram_perplexity(train_counts, eval_ids):

@@ -15,7 +15,9 @@ that has one, so TF Serving's row format, ``{"instances": [...]}``, can batch th
       (N = max(lengths) <= max_tokens: the steps taken; after <eos>, <eos> again)
   score
       sentences string [B] -> log_prob float32 [B] (natural log, <eos> included),
-      num_tokens int32 [B], num_unknown int32 [B] (tokens outside the vocabulary), perplexity float32 [B]
+      num_tokens int32 [B], num_unknown int32 [B] (tokens outside the vocabulary), perplexity float32 [B];
+      each sentence starts from the variable ``sentence_start`` [S, H]: the boundary state of a
+      stream-trained model (``evaluation.sentence_start``), zero for a sentence-mode model
   zero_state
       batch_size int32 [] -> state float32 [B, S, H]
   step
@@ -100,7 +102,9 @@ def _as_batch(strings, name):
 class ServingModule(tf.Module):
     """A ``tf.Module`` around the Keras model, for export only."""
 
-    def __init__(self, model, vocab_path, level):
+    def __init__(self, model, vocab_path, level, start=None):
+        """``start``: the state every sentence ``score`` scores starts from (one row's, per layer; None:
+        zero)."""
         super().__init__()
         # The Keras model is kept untracked (tracking it would make Keras add
         # a float-input serving signature of its own); its variables are
@@ -122,6 +126,8 @@ class ServingModule(tf.Module):
         self.eos_id = Vocabulary.EOS_ID
         self._state_structure = model.zero_state(1)
         flat = tf.nest.flatten(self._state_structure)
+        start = [s[0] for s in flat] if start is None else tf.nest.flatten(start)
+        self.sentence_start = tf.Variable(tf.stack(start), trainable=False, name="sentence_start")  # [S, H]
         # [B, S, H] known but for B: TF Serving and saved_model_cli show it, and TFLite needs it.
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None], tf.int32, name="ids"),
@@ -177,8 +183,9 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[_strings("sentences")])
     def score(self, sentences):
         tokens = self._ids(self._split(_as_batch(sentences, "sentences")))
+        start = tf.nest.pack_sequence_as(self._state_structure, tf.unstack(self.sentence_start))
         log_prob, n = evaluation.sentence_log_probs(self.model, tokens.to_tensor(0),
-                                                    tf.cast(tokens.row_lengths(), tf.int32), self.eos_id)
+                                                    tf.cast(tokens.row_lengths(), tf.int32), self.eos_id, start)
         unknown = tf.reduce_sum(tf.cast(tf.equal(tokens, Vocabulary.UNK_ID), tf.int32), axis=1)
         return {"log_prob": log_prob, "num_tokens": n, "num_unknown": unknown,
                 "perplexity": tf.exp(-log_prob / tf.cast(n, log_prob.dtype))}
@@ -194,14 +201,15 @@ class ServingModule(tf.Module):
         return {"log_probs": tf.nn.log_softmax(logits), "state": tf.stack(tf.nest.flatten(new_state), axis=1)}
 
 
-def export_saved_model(model, vocab, config, path):
-    """Writes the SavedModel to ``path`` (replacing it atomically); returns ``path``.
+def export_saved_model(model, vocab, config, path, start=None):
+    """Writes the SavedModel to ``path`` (replacing it atomically); returns ``path``.  ``start``: the
+    sentence start of ``score`` (``evaluation.sentence_start``'s; None: zero).
 
     A disk that refuses it (full, read-only) is an RnnLmError; an older
     SavedModel at ``path`` is then left as it was.
     """
     try:
-        return _export(model, vocab, config, path)
+        return _export(model, vocab, config, path, start)
     except (OSError, tf.errors.OpError) as e:
         raise RnnLmError(f"cannot write the SavedModel to {path} ({reason(e)})") from None
 
@@ -209,13 +217,13 @@ def export_saved_model(model, vocab, config, path):
 STAGING_PREFIX = ".saved_model-staging-"  # then the pid of the process that writes it
 
 
-def _export(model, vocab, config, path):
+def _export(model, vocab, config, path, start):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     _remove_stale_staging(parent)
     with tempfile.TemporaryDirectory(dir=parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         vocab.save(staging)
-        module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level)
+        module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level, start)
         target = os.path.join(staging, "saved_model")
         signatures = {"serving_default": module.serve, "generate": module.generate,
                       "score": module.score, "step": module.step, "zero_state": module.zero_state,

@@ -5,9 +5,10 @@
     vocab.txt      the vocabulary beside it: token i on line i (0 <unk>, 1 <eos>)
 
 It is the SavedModel's ``step`` signature converted, with TFLite's built-in ops only:
-no string ops, so the app tokenizes with vocab.txt and runs the loop itself::
+no string ops, so the app tokenizes with vocab.txt and runs the loop itself, from the state
+``start``: zeros, or (as the SavedModel's ``score`` does) its variable ``sentence_start`` [S, H]::
 
-    state = zeros [1, S, H]; previous = <eos>        # every sentence starts from the context <eos>
+    state = start [1, S, H]; previous = <eos>        # every sentence starts from the context <eos>
     for token in sentence + [<eos>]:
         log_probs, state = step(ids=[previous], state=state)
         log p(sentence) += log_probs[0, token]; previous = token

@@ -413,8 +413,10 @@ def _train(config, corpus, model_dir, worker_dir, strategy, export):
         result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
                                             config.train.sample_temperature)
         if export and worker_dir is None:
+            start = evaluation.sentence_start(config, corpus.vocab, trainer.model, model_dir,
+                                              corpus.train_start(evaluation.BOUNDARY_TOKENS))
             path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
-                                                 os.path.join(model_dir, SAVED_MODEL_DIR))
+                                                 os.path.join(model_dir, SAVED_MODEL_DIR), start)
             logging.info("SavedModel written to %s", path)
     return result
 

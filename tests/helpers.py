@@ -159,14 +159,16 @@ def mixed_twins(cell, compute_dtype):
     return full, mixed
 
 
-def sentence_log_prob(model, vocab, sentence):
+def sentence_log_prob(model, vocab, sentence, start=None):
     """(log p(sentence <eos>), its number of tokens) from one full-sequence call of the model, in float64,
-    starting from the context <eos>: the reference for every sentence scorer."""
+    starting from the context <eos> and the state ``start`` (one row's, per layer; None: zero): the
+    reference for every sentence scorer."""
     import tensorflow as tf
     from rnn_lm.data.tokenizers import WordTokenizer
     ids = vocab.encode(WordTokenizer().tokenize(sentence))
     inputs = np.concatenate([[vocab.eos_id], ids[:-1]])
-    logits, _ = model(tf.constant(inputs[None]))
+    state = None if start is None else tf.nest.map_structure(lambda s: s[None], start)
+    logits, _ = model(tf.constant(inputs[None]), state)
     log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
     return log_p[np.arange(len(ids)), ids].sum(), len(ids)
 

@@ -9,7 +9,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_one_line_error, run
+from tests.helpers import TINY, assert_one_line_error, run, write_corpus
 
 
 def test_eval_matches_training_test_perplexity(trained):
@@ -67,3 +67,88 @@ def test_eval_of_a_config_json_that_is_not_a_config(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("[1, 2]")
     assert_one_line_error(run("eval", f"--model_dir={tmp_path / 'run'}"), "config.json", "not an rnn_lm config")
+
+
+def test_nbest_lists_are_ranked_per_utterance_in_input_order(trained, tmp_path):
+    """Kaldi's n-best text: 'utt-N words'; the scores are --per_sentence's, with the rank within the
+    utterance, and the summary counts sentences, utterances and the speed."""
+    model_dir, _, _ = trained
+    good, bad = "the cake which the children like was eaten by two small dogs", "dogs small two by eaten"
+    text = tmp_path / "nbest.txt"
+    text.write_text(f"utt-a-1 {bad}\nutt-a-2 {good}\nutt-b-1 {good}\nutt-b-2 the\n", encoding="utf-8")
+    proc = run("eval", f"--model_dir={model_dir}", f"--text_file={text}", "--nbest")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["id"], r["utterance"], r["text"]) for r in rows] == [
+        ("utt-a-1", "utt-a", bad), ("utt-a-2", "utt-a", good), ("utt-b-1", "utt-b", good), ("utt-b-2", "utt-b", "the")]
+    for utterance in ("utt-a", "utt-b"):
+        mine = sorted((r for r in rows if r["utterance"] == utterance), key=lambda r: -r["log_prob"])
+        assert [r["rank"] for r in mine] == [1, 2]
+    assert rows[1]["rank"] == 1  # the sentence it was trained on beats its reversal
+    plain = tmp_path / "plain.txt"
+    plain.write_text(f"{bad}\n{good}\n{good}\nthe\n", encoding="utf-8")
+    per_sentence = run("eval", f"--model_dir={model_dir}", f"--text_file={plain}", "--per_sentence")
+    assert [json.loads(line)["log_prob"] for line in per_sentence.stdout.splitlines()] == [r["log_prob"] for r in rows]
+    summary = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert summary["sentences"] == 4 and summary["utterances"] == 2 and summary["sentences_per_second"] > 0
+    assert summary["sentence_start"] == "boundary"
+
+
+def test_per_sentence_from_the_zero_state_differs_and_is_named(trained, tmp_path):
+    model_dir, _, _ = trained
+    text = tmp_path / "lines.txt"
+    text.write_text("the cake which the children like\n", encoding="utf-8")
+    rows = {}
+    for start in ("zero", "boundary"):
+        proc = run("eval", f"--model_dir={model_dir}", f"--text_file={text}", "--per_sentence",
+                   f"--sentence_start={start}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads(proc.stderr.strip().splitlines()[-1])["sentence_start"] == start
+        rows[start] = json.loads(proc.stdout.splitlines()[0])["log_prob"]
+    assert rows["zero"] != rows["boundary"]
+
+
+def test_cache_dynamic_and_tuning_report_perplexities(trained):
+    """The flags reach the evaluators (whose figures test_adaptation.py checks): a cache with lambda 0
+    is static evaluation; --tune reports each setting on valid and the chosen one on test."""
+    model_dir, _, _ = trained
+    ppl = lambda proc: float(proc.stdout.split("perplexity ")[1].split(",")[0])
+    static = run("eval", f"--model_dir={model_dir}")
+    off = run("eval", f"--model_dir={model_dir}", "--cache_size=20", "--cache_lambda=0")
+    cache = run("eval", f"--model_dir={model_dir}", "--cache_size=20", "--cache_lambda=0.2", "--cache_theta=0.5")
+    dynamic = run("eval", f"--model_dir={model_dir}", "--dynamic=sgd", "--dynamic_lr=0.05")
+    for proc in (static, off, cache, dynamic):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ppl(off) == pytest.approx(ppl(static), rel=1e-5)
+    assert ppl(cache) != pytest.approx(ppl(static), rel=1e-4) and ppl(dynamic) != pytest.approx(ppl(static), rel=1e-4)
+    tuned = run("eval", f"--model_dir={model_dir}", "--tune=cache", "--cache_size=20")
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    assert tuned.stdout.count("valid (") == 1 + 16 and "chosen on valid: method=cache" in tuned.stdout
+    assert "test (" in tuned.stdout and f"static perplexity {ppl(static):.2f}" in tuned.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--cache_size=10", "--dynamic=sgd"], "--cache_size or --dynamic, not both"),
+    (["--nbest"], "--nbest needs --text_file"),
+    (["--cache_size=10", "--cache_lambda=1.5"], "--cache_lambda in [0, 1]"),
+])
+def test_adaptive_flags_that_do_not_fit_are_one_line(trained, args, needle):
+    assert_one_line_error(run("eval", f"--model_dir={trained[0]}", *args), needle)
+
+
+def test_a_sentence_mode_model_scores_lines_alone_as_in_the_stream(tmp_path):
+    """rnn-lm-train --reset_state=eos: the per-sentence total of a file's lines is its stream score."""
+    data = write_corpus(tmp_path / "data", (40, 4, 4))
+    model_dir = tmp_path / "run"
+    trained = run("train", f"--model_dir={model_dir}", f"--data_dir={data}", *TINY, "--epochs=1",
+                  "--reset_state=eos", "--noexport")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    text = tmp_path / "lines.txt"
+    text.write_text("the cake which the children like\nwas eaten by two small dogs\nthe cake\n", encoding="utf-8")
+    stream = run("eval", f"--model_dir={model_dir}", f"--text_file={text}")
+    lines = run("eval", f"--model_dir={model_dir}", f"--text_file={text}", "--per_sentence")
+    summary = json.loads(lines.stderr.strip().splitlines()[-1])
+    tokens = int(stream.stdout.split(" tokens")[0].split()[-1])
+    nats = float(stream.stdout.split(" nats/token")[0].split()[-1])
+    assert tokens == summary["num_tokens"] == 17 and summary["sentence_start"] == "zero"
+    assert -summary["log_prob"] == pytest.approx(nats * tokens, abs=1e-4 * tokens)

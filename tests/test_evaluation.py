@@ -1,6 +1,8 @@
 """Scoring text (rnn_lm.evaluation): the Evaluator's corpus perplexity against one full-sequence call
 of the model over the whole stream (every token scored exactly once, however it is windowed), sentence
-scores against one call per sentence in float64, and the add-one unigram baseline by hand."""
+scores against one call per sentence in float64 (from the zero state and from a start state), a
+sentence-mode model's sentence scores against its stream score, the boundary start state against a
+token-by-token loop, and the add-one unigram baseline by hand."""
 
 import math
 
@@ -57,6 +59,61 @@ def test_sentence_scores_equal_one_call_per_sentence():
         expected, n = sentence_log_prob(model, vocab, line)
         assert num_tokens == n
         assert log_prob == pytest.approx(expected, rel=1e-5), line
+
+
+LINES = ["a b c", "", "e d zebra a a b", "c", "b a", "d d e a"]
+
+
+def stream_of(vocab, lines):
+    """<eos> line <eos> line ... <eos>: the ids of a stream that holds ``lines``."""
+    tokenizer = WordTokenizer()
+    return np.concatenate([[vocab.eos_id]] + [vocab.encode(tokenizer.tokenize(line)) for line in lines])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_sentence_mode_models_sentence_scores_add_up_to_its_stream_score(cell):
+    """reset_state=eos: the lines scored one by one (batched, padded) total the stream's log-probability
+    of the same lines, whatever state the stream carried in."""
+    vocab = Vocabulary([UNK, EOS, "a", "b", "c", "d", "e"])
+    model = make_model(seed=5, cell=cell, reset_state="eos")
+    total = sum(r[1] for r in evaluation.SentenceScorer(model, vocab, WordTokenizer(), batch_size=4).score(LINES))
+    stream = stream_of(vocab, LINES)
+    carried_in = model(tf.constant([[3, 4, 5]]))[1]
+    logits, _ = model(tf.constant(stream[None, :-1]), carried_in)
+    log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
+    assert total == pytest.approx(log_p[np.arange(len(stream) - 1), stream[1:]].sum(), rel=2e-6)
+
+
+def test_boundary_state_is_the_mean_state_going_into_eos():
+    """Against a token-by-token loop in eager mode over the same rows (the first column excluded)."""
+    vocab = Vocabulary([UNK, EOS, "a", "b", "c", "d", "e"])
+    model = make_model(seed=6, cell="lstm")
+    ids = np.tile(stream_of(vocab, LINES), 5)[:90]
+    got = evaluation.boundary_state(model, ids, vocab.eos_id, streams=3, max_tokens=80)
+    rows = ids[:78].reshape(3, 26)  # 80 // 3 = 26 tokens a row
+    state, seen = model.zero_state(3), []
+    for t in range(26):
+        for b in np.flatnonzero((rows[:, t] == vocab.eos_id) & (t > 0)):
+            seen.append([np.concatenate([np.ravel(part[b]) for part in layer]) for layer in state])
+        _, state = model.step(tf.constant(rows[:, t]), state)
+    assert len(seen) > 5
+    for layer, want in zip(got, np.mean(seen, axis=0)):
+        np.testing.assert_allclose(np.concatenate([np.ravel(part) for part in layer]), want, rtol=1e-5, atol=1e-6)
+
+
+def test_sentence_scores_from_a_start_state_equal_one_call_from_it():
+    vocab = Vocabulary([UNK, EOS, "a", "b", "c", "d", "e"])
+    model = make_model(seed=7, cell="gru")
+    start = evaluation.boundary_state(model, np.tile(stream_of(vocab, LINES), 4), vocab.eos_id, streams=2)
+    rows = list(evaluation.SentenceScorer(model, vocab, WordTokenizer(), batch_size=4, start=start).score(LINES))
+    zero = list(evaluation.SentenceScorer(model, vocab, WordTokenizer(), batch_size=4).score(LINES))
+    for (line, log_prob, _, _), (_, from_zero, _, _) in zip(rows, zero):
+        ids = stream_of(vocab, [line])
+        logits, _ = model(tf.constant(ids[None, :-1]), [tf.nest.map_structure(lambda s: s[None], layer)
+                                                         for layer in start])
+        log_p = tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()
+        assert log_prob == pytest.approx(log_p[np.arange(len(ids) - 1), ids[1:]].sum(), rel=1e-5), line
+        assert log_prob != pytest.approx(from_zero, rel=1e-4), line  # the start state matters
 
 
 def test_unigram_perplexity_is_the_add_one_model_by_hand():

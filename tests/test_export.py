@@ -56,18 +56,20 @@ def exported(tmp_path_factory):
     model_dir = str(root / "run")
     training.train(tiny_config(data, max_steps=40), model_dir)
     config, vocab, model = checkpoints.load_model(model_dir)
+    start = evaluation.sentence_start(config, vocab, model, model_dir)
     stream = corpus_lib.load_corpus(config.data, vocab).test
     proc = subprocess.run([sys.executable, "-c", CLIENT, os.path.join(model_dir, "saved_model"),
                            json.dumps(stream.tolist())],
                           capture_output=True, text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return vocab, model, {**json.loads(proc.stdout.splitlines()[-1]), "stream": stream}
+    return vocab, model, {**json.loads(proc.stdout.splitlines()[-1]), "stream": stream, "start": start}
 
 
 def test_score_matches_the_model(exported):
+    """Each sentence from the boundary state training computed (``evaluation.sentence_start``)."""
     vocab, model, served = exported
     for i, sentence in enumerate(["the cake which", "dogs zebra"]):
-        expected, n = sentence_log_prob(model, vocab, sentence)
+        expected, n = sentence_log_prob(model, vocab, sentence, served["start"])
         assert served["num_tokens"][i] == n
         np.testing.assert_allclose(served["log_prob"][i], expected, rtol=1e-4)
         np.testing.assert_allclose(served["perplexity"][i], np.exp(-expected / n), rtol=1e-4)

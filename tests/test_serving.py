@@ -229,10 +229,12 @@ def test_tflite_model_matches_the_saved_model_over_a_sentence(tflite_export, mod
     words = (SENTENCE + " small zebra").split()  # zebra is not in the vocabulary: <unk>, id 0
     ids = [vocab.index(w) if w in vocab else 0 for w in words] + [1]  # <eos> ends the sentence
     stepper = tflite.Stepper(os.path.join(folder, "model.tflite"))
-    signatures = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures
-    lite_state = stepper.zero_state()
-    saved_state = signatures["zero_state"](batch_size=tf.constant(1))["state"]
-    assert lite_state.shape == tuple(saved_state.shape)
+    served = tf.saved_model.load(os.path.join(model_dir, "saved_model"))
+    signatures = served.signatures
+    assert stepper.zero_state().shape == tuple(signatures["zero_state"](batch_size=tf.constant(1))["state"].shape)
+    # A sentence scored on its own starts from the SavedModel's sentence start, as score's do.
+    saved_state = served.sentence_start[None]
+    lite_state = saved_state.numpy()
     previous, total = 1, 0.0
     for token in ids:
         lite, lite_state = stepper([previous], lite_state)

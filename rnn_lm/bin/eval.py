@@ -4,8 +4,15 @@
     rnn-lm-eval --model_dir=/tmp/lm --text_file=my.txt
     rnn-lm-eval --model_dir=/tmp/lm --checkpoint=best     # or ckpt-N; the default: the latest
     rnn-lm-eval --model_dir=/tmp/lm --split=valid --noaveraged   # averaged SGD: the raw weights instead
-    rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --per_sentence   # JSON lines
+    rnn-lm-eval --model_dir=/tmp/lm --text_file=lines.txt --per_sentence   # JSON lines, in input order
+    rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --nbest          # "utt-1 hypothesis" lines, ranked
     rnn-lm-eval --saved_model=/tmp/lm/saved_model --text_file=test.txt    # the exported model itself
+    rnn-lm-eval --model_dir=/tmp/lm --cache_size=500 --cache_theta=1.0 --cache_lambda=0.1   # a neural cache
+    rnn-lm-eval --model_dir=/tmp/lm --dynamic=rms --dynamic_lr=0.002 --dynamic_decay=0.02  # dynamic evaluation
+    rnn-lm-eval --model_dir=/tmp/lm --tune=cache      # choose the cache's settings on valid, report test
+
+A neural cache (Grave et al. 2017) and dynamic evaluation (Krause et al. 2018) adapt to the text as
+they score it, each token scored before it is used; docs/evaluation.md has the formulas and figures.
 """
 
 import dataclasses
@@ -35,6 +42,31 @@ flags.DEFINE_boolean("averaged", True, "A model trained with averaged SGD (--ave
                      "averaged weights (--noaveraged: the raw weights of the last update).")
 flags.DEFINE_boolean("per_sentence", False, "With --text_file: one JSON line per input line, each scored "
                      "on its own from the start-of-sentence context (n-best rescoring), then the totals.")
+flags.DEFINE_boolean("nbest", False, "--per_sentence for n-best lists as Kaldi writes them: each line is "
+                     "'HYPOTHESIS-ID words...', the utterance is the id without its last '-N'; each JSON line "
+                     "adds the id, the utterance and the hypothesis' rank in it (1: the most probable).")
+flags.DEFINE_enum("sentence_start", "boundary", ["boundary", "zero"], "--per_sentence/--nbest: the state each "
+                  "line starts from. boundary: the mean state the model carries into <eos> over the training "
+                  "text (a state it saw in training; computed when scoring starts); zero: h_(0) = 0. A model "
+                  "trained with --reset_state=eos starts each line from zero either way.")
+flags.DEFINE_integer("sentences_per_batch", 128, "--per_sentence/--nbest: lines per graph call (lines are "
+                     "sorted by length into batches; the output keeps the input order).")
+flags.DEFINE_integer("cache_size", 0, "Neural cache: mix in a distribution over the words that followed "
+                     "the last N hidden states (Grave et al. 2017); 0: off.")
+flags.DEFINE_float("cache_theta", 1.0, "Neural cache: the flatness theta of exp(theta h_t . h_i).")
+flags.DEFINE_float("cache_lambda", 0.1, "Neural cache: its weight lambda in (1 - lambda) p_model + lambda p_cache.")
+flags.DEFINE_enum("dynamic", "off", ["off", "sgd", "rms"], "Dynamic evaluation (Krause et al. 2018): after "
+                  "scoring each segment, move the weights by the gradient of its loss: sgd, or rms (scaled by "
+                  "gradient statistics of the training text, with a decay toward the trained weights).")
+flags.DEFINE_float("dynamic_lr", 0.0, "Dynamic evaluation's learning rate (0: the method's default, "
+                   "DYNAMIC_DEFAULTS in rnn_lm/adaptation.py).")
+flags.DEFINE_float("dynamic_decay", -1.0, "Dynamic evaluation: the pull toward the trained weights per segment "
+                   "(negative: the method's default).")
+flags.DEFINE_integer("dynamic_segment", 0, "Dynamic evaluation: tokens per segment (0: the default).")
+flags.DEFINE_enum("tune", "off", ["off", "cache", "dynamic"], "Choose the cache's theta and lambda, or dynamic "
+                  "evaluation's learning rate and decay (with --dynamic, default rms), on the valid split (its "
+                  "first --tune_tokens tokens), then report the test split with them, beside the static figures.")
+flags.DEFINE_integer("tune_tokens", 20000, "--tune: tokens of the valid split each setting is tried on (0: all).")
 common.define_checkpoint_flag(__name__)
 
 
@@ -42,8 +74,8 @@ def main(argv):
     if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
         raise RnnLmError("give exactly one of --model_dir and --saved_model")
     if FLAGS.saved_model:
-        if not FLAGS.text_file or FLAGS.per_sentence:
-            raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence)")
+        if not FLAGS.text_file or FLAGS.per_sentence or FLAGS.nbest:
+            raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence or --nbest)")
         lines = read_text_file()
         common.load_tensorflow()
         from rnn_lm.export import saved_model_cross_entropy
@@ -60,10 +92,15 @@ def main(argv):
 
     config, vocab, model = checkpoints.load_model(FLAGS.model_dir, averaged=FLAGS.averaged,
                                                   checkpoint=FLAGS.checkpoint)
-    if FLAGS.per_sentence:
+    if FLAGS.per_sentence or FLAGS.nbest:
         if not FLAGS.text_file:
-            raise RnnLmError("--per_sentence needs --text_file")
-        return score_lines(config, vocab, model, read_text_file())
+            raise RnnLmError(f"--{'nbest' if FLAGS.nbest else 'per_sentence'} needs --text_file")
+        if FLAGS.sentences_per_batch < 1:
+            raise RnnLmError(f"--sentences_per_batch must be positive, got {FLAGS.sentences_per_batch}")
+        lines, hypotheses = read_text_file(), None
+        if FLAGS.nbest:
+            hypotheses, lines = split_nbest(lines)
+        return score_lines(config, vocab, model, lines, hypotheses)
     if FLAGS.text_file:
         ids = corpus_lib.encode_lines(read_text_file(), vocab, get_tokenizer(config.data.level))
         what = FLAGS.text_file
@@ -73,7 +110,9 @@ def main(argv):
             data = dataclasses.replace(data, encoding_errors=FLAGS.encoding_errors)
         ids = corpus_lib.load_split(data, vocab, FLAGS.split)
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
-    evaluator = evaluation.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
+    if FLAGS.tune != "off":
+        return tune(config, vocab, model)
+    evaluator = adaptive_evaluator(config, vocab, model, settings_from_flags())
     nats = evaluator.mean_cross_entropy(ids)
     unk = float((ids == vocab.unk_id).mean())
     line = f"{what}: {len(ids)} tokens, perplexity {math.exp(nats):.2f}, {nats:.4f} nats/token"
@@ -82,22 +121,154 @@ def main(argv):
     print(line + f", <unk> {100 * unk:.2f}%")
 
 
+def settings_from_flags():
+    """The adaptive method the flags ask for: {"method": "static" | "cache" | "sgd" | "rms", its settings}."""
+    from rnn_lm.adaptation import DYNAMIC_DEFAULTS
+    if FLAGS.cache_size and FLAGS.dynamic != "off":
+        raise RnnLmError("give --cache_size or --dynamic, not both")
+    if FLAGS.cache_size:
+        if FLAGS.cache_size < 0 or not 0 <= FLAGS.cache_lambda <= 1 or not math.isfinite(FLAGS.cache_theta):
+            raise RnnLmError("--cache_size must be >= 0, --cache_lambda in [0, 1] and --cache_theta finite")
+        return dict(method="cache", size=FLAGS.cache_size, theta=FLAGS.cache_theta, lam=FLAGS.cache_lambda)
+    method = FLAGS.dynamic if FLAGS.dynamic != "off" else ("rms" if FLAGS.tune == "dynamic" else "static")
+    if method == "static":
+        return dict(method="static")
+    d = DYNAMIC_DEFAULTS[method]
+    settings = dict(method=method, lr=FLAGS.dynamic_lr or d["lr"],
+                    decay=FLAGS.dynamic_decay if FLAGS.dynamic_decay >= 0 else d["decay"],
+                    segment=FLAGS.dynamic_segment or d["segment"])
+    if settings["lr"] < 0 or settings["segment"] < 1 or not 0 <= settings["decay"] < 1:
+        raise RnnLmError("--dynamic_lr must be >= 0, --dynamic_segment positive and --dynamic_decay in [0, 1)")
+    return settings
+
+
+# The RMS method's gradient statistics, by segment length: --tune tries several settings on one model.
+_STATISTICS = {}
+
+
+def adaptive_evaluator(config, vocab, model, settings):
+    """An evaluator with ``mean_cross_entropy(ids)`` for ``settings`` (``settings_from_flags``)."""
+    from rnn_lm import adaptation, evaluation
+    if settings["method"] == "static":
+        return evaluation.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
+    if settings["method"] == "cache":
+        return adaptation.CacheEvaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id, settings["size"],
+                                         settings["theta"], settings["lam"])
+    ms = None
+    if settings["method"] == "rms":
+        key = settings["segment"]
+        if key not in _STATISTICS:
+            from rnn_lm.data import corpus as corpus_lib
+            train = corpus_lib.train_prefix(config.data, vocab, adaptation.STATISTICS_TOKENS, FLAGS.model_dir)
+            _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id,
+                                                              adaptation.STATISTICS_TOKENS // settings["segment"])
+        ms = _STATISTICS[key]
+    return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], settings["method"],
+                                       settings["decay"], ms, FLAGS.batch_size)
+
+
+def describe(settings):
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def tune(config, vocab, model):
+    """Each setting of the grid on (the start of) valid, the best on test, beside static evaluation."""
+    import itertools
+    from rnn_lm import adaptation
+    from rnn_lm.data import corpus as corpus_lib
+    valid = corpus_lib.load_split(config.data, vocab, "valid")
+    if FLAGS.tune_tokens:
+        valid = valid[:FLAGS.tune_tokens]
+    base = settings_from_flags()
+    grid = adaptation.CACHE_GRID if FLAGS.tune == "cache" else adaptation.DYNAMIC_GRID[base["method"]]
+    if FLAGS.tune == "cache":
+        base = dict(method="cache", size=FLAGS.cache_size or adaptation.CACHE_SIZE, theta=0.0, lam=0.0)
+    static = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(valid)
+    print(f"valid ({len(valid)} tokens), static: perplexity {math.exp(static):.2f}")
+    best = None
+    for values in itertools.product(*grid.values()):
+        settings = dict(base, **dict(zip(grid, values)))
+        nats = adaptive_evaluator(config, vocab, model, settings).mean_cross_entropy(valid)
+        print(f"valid ({len(valid)} tokens), {describe(settings)}: perplexity {math.exp(nats):.2f}", flush=True)
+        if best is None or nats < best[0]:
+            best = nats, settings
+    test = corpus_lib.load_split(config.data, vocab, "test")
+    static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(test)
+    adapted = adaptive_evaluator(config, vocab, model, best[1]).mean_cross_entropy(test)
+    print(f"chosen on valid: {describe(best[1])}")
+    print(f"test ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}, with {best[1]['method']} "
+          f"{math.exp(adapted):.2f} ({100 * (1 - math.exp(adapted - static_test)):.1f}% lower)")
+
+
 def read_text_file():
     from rnn_lm.data import corpus as corpus_lib
     return corpus_lib.read_lines(FLAGS.text_file, FLAGS.encoding_errors or "strict")
 
 
-def score_lines(config, vocab, model, lines):
+def split_nbest(lines):
+    """n-best lines 'ID words...' -> ([(id, utterance)], [the hypotheses' texts])."""
+    ids, texts = [], []
+    for number, line in enumerate(lines, 1):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            raise RnnLmError(f"{FLAGS.text_file}:{number}: an empty line; --nbest lines are 'HYPOTHESIS-ID words...'")
+        head, sep, tail = parts[0].rpartition("-")
+        ids.append((parts[0], head if sep and tail.isdigit() and head else parts[0]))
+        texts.append(parts[1] if len(parts) > 1 else "")
+    return ids, texts
+
+
+def score_lines(config, vocab, model, lines, hypotheses=None):
+    """One JSON line per line (with ``hypotheses``: its id, utterance and rank), then the totals and the
+    speed on stderr."""
+    import time
     from rnn_lm.data.tokenizers import get_tokenizer
     from rnn_lm.evaluation import SentenceScorer
+    start_state = sentence_start(config, vocab, model)
+    began = time.perf_counter()
+    scorer = SentenceScorer(model, vocab, get_tokenizer(config.data.level), FLAGS.sentences_per_batch, start_state)
+    rows = scorer.score(lines, desc="scoring")
+    seconds = time.perf_counter() - began
+    ranks = rank_hypotheses(hypotheses, [r[1] for r in rows]) if hypotheses else None
     total, tokens, unknown = 0.0, 0, 0
-    for line, log_prob, n, unk in SentenceScorer(model, vocab, get_tokenizer(config.data.level)).score(lines):
-        print(json.dumps({"text": line, "log_prob": round(log_prob, 6), "num_tokens": n,
-                          "perplexity": round(math.exp(-log_prob / n), 4), "unknown": unk}))
+    for i, (line, log_prob, n, unk) in enumerate(rows):
+        row = {"text": line, "log_prob": round(log_prob, 6), "num_tokens": n,
+               "perplexity": round(math.exp(-log_prob / n), 4), "unknown": unk}
+        if hypotheses:
+            row = {"id": hypotheses[i][0], "utterance": hypotheses[i][1], "rank": ranks[i], **row}
+        print(json.dumps(row))
         total, tokens, unknown = total + log_prob, tokens + n, unknown + unk
-    print(json.dumps({"sentences": len(lines), "num_tokens": tokens, "log_prob": round(total, 6),
-                      "perplexity": round(math.exp(-total / tokens), 4), "unknown_rate": unknown / tokens}),
-          file=sys.stderr)
+    summary = {"sentences": len(lines), "num_tokens": tokens, "log_prob": round(total, 6),
+               "perplexity": round(math.exp(-total / tokens), 4), "unknown_rate": unknown / tokens,
+               "sentence_start": "zero" if start_state is None else "boundary",
+               "sentences_per_second": round(len(lines) / seconds, 1)}
+    if hypotheses:
+        summary["utterances"] = len({u for _, u in hypotheses})
+    print(json.dumps(summary), file=sys.stderr)
+
+
+def rank_hypotheses(hypotheses, log_probs):
+    """Each hypothesis' rank within its utterance by log-probability (1: the best; ties by input order)."""
+    by_utterance = {}
+    for i, (_, utterance) in enumerate(hypotheses):
+        by_utterance.setdefault(utterance, []).append(i)
+    ranks = [0] * len(hypotheses)
+    for members in by_utterance.values():
+        for rank, i in enumerate(sorted(members, key=lambda i: -log_probs[i]), 1):
+            ranks[i] = rank
+    return ranks
+
+
+def sentence_start(config, vocab, model):
+    """The state each line starts from: None (zero) for --sentence_start=zero, else
+    ``evaluation.sentence_start``'s."""
+    if FLAGS.sentence_start == "zero":
+        return None
+    from rnn_lm import evaluation
+    try:
+        return evaluation.sentence_start(config, vocab, model, FLAGS.model_dir)
+    except RnnLmError as e:
+        raise RnnLmError(f"--sentence_start=boundary reads the training text: {e}; or give --sentence_start=zero")
 
 
 def run():

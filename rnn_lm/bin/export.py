@@ -9,6 +9,7 @@ or --checkpoint).
 """
 
 import os
+import sys
 
 from absl import flags
 
@@ -37,9 +38,15 @@ def main(argv):
     from rnn_lm import checkpoints
     config, vocab, model = checkpoints.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint)
     if FLAGS.format == "saved_model":
-        from rnn_lm import export
+        from rnn_lm import evaluation, export
+        try:
+            start = evaluation.sentence_start(config, vocab, model, FLAGS.model_dir)
+        except RnnLmError as e:  # the training text is elsewhere now: score from zero, and say so
+            start = None
+            print(f"score's sentences start from the zero state: the boundary state needs the training text ({e})",
+                  file=sys.stderr)
         path = export.export_saved_model(model, vocab, config,
-                                         FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR))
+                                         FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR), start)
         print(f"SavedModel written to {path}")
         return
     from rnn_lm import tflite

@@ -204,6 +204,10 @@ class Corpus:
         """Occurrences of each id in the training split (the unigram baseline's counts)."""
         return np.bincount(self.train, minlength=len(self.vocab))
 
+    def train_start(self, max_tokens):
+        """The first ``max_tokens`` ids of the training split."""
+        return self.train[:max_tokens]
+
 
 @dataclasses.dataclass
 class StreamedCorpus(Corpus):
@@ -224,6 +228,10 @@ class StreamedCorpus(Corpus):
 
     def train_counts(self):
         return self.train.bincount(len(self.vocab))
+
+    def train_start(self, max_tokens):
+        with self.train.open() as f:
+            return self.train.read(f, 0, min(max_tokens, len(self.train)))
 
 
 def encode_lines(lines, vocab, tokenizer):
@@ -253,6 +261,17 @@ def load_split(data_config, vocab, split):
         path = os.path.join(data_config.data_dir, split + ".txt")
         return encode_lines(read_lines(path, data_config.encoding_errors), vocab, get_tokenizer(data_config.level))
     return load_corpus(data_config, vocab).split(split)
+
+
+def train_prefix(data_config, vocab, max_tokens, model_dir):
+    """The first ``max_tokens`` ids of the training split: of a ``--stream_train`` corpus from the ids
+    ``model_dir`` keeps (never the whole split in memory), else from the text."""
+    if data_config.stream_train:
+        path = os.path.join(model_dir, TOKEN_DIR, TOKEN_FILE)
+        if not os.path.isfile(path):
+            raise RnnLmError(f"{path}: no such file")
+        return np.array(np.memmap(path, np.int32, "r")[:max_tokens])
+    return load_split(data_config, vocab, "train")[:max_tokens]
 
 
 # ----------------------------------------------------------------------------
