@@ -112,7 +112,10 @@ def main(argv):
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
     if FLAGS.tune != "off":
         return tune(config, vocab, model)
-    evaluator = adaptive_evaluator(config, vocab, model, settings_from_flags())
+    settings = settings_from_flags()
+    evaluator = adaptive_evaluator(config, vocab, model, settings)
+    if settings["method"] != "static":
+        what += f" ({describe(settings)})"
     nats = evaluator.mean_cross_entropy(ids)
     unk = float((ids == vocab.unk_id).mean())
     line = f"{what}: {len(ids)} tokens, perplexity {math.exp(nats):.2f}, {nats:.4f} nats/token"
