@@ -44,7 +44,8 @@ DYNAMIC_DEFAULTS = {"sgd": dict(lr=0.1, decay=0.0, segment=5), "rms": dict(lr=0.
 CACHE_GRID = {"theta": [0.1, 0.3, 0.6, 1.0], "lam": [0.05, 0.1, 0.2, 0.3]}
 DYNAMIC_GRID = {"sgd": {"lr": [0.03, 0.1, 0.3, 1.0], "decay": [0.0, 0.01]},
                 "rms": {"lr": [0.0005, 0.001, 0.002, 0.005], "decay": [0.0, 0.02]}}
-STATISTICS_TOKENS = 100_000  # of the training text, for the RMS method's gradient statistics
+STATISTICS_TOKENS = 100_000  # of the training text, for the RMS method's gradient statistics,
+STATISTICS_BATCH = 20  # as this many streams
 
 
 # ---------------------------------------------------------------------------
@@ -128,20 +129,27 @@ def segments(ids, segment, start_id, batch_size=1):
     return pipeline.eval_windows(ids, batch_size, segment, start_id)
 
 
-def gradient_statistics(model, ids, segment, start_id, max_segments, batch_size=1):
-    """MS: the mean over up to ``max_segments`` segments of the training text of each weight's squared
-    gradient of the segment's mean loss (Krause et al.), the state carried; a list like
+def gradient_statistics(model, ids, segment, start_id, batch_size=STATISTICS_BATCH):
+    """MS: each weight's squared gradient of a segment's mean loss, averaged over the segments of
+    ``ids`` (the training text), ``batch_size`` streams of ``segment`` tokens at a time, the state
+    carried (as Krause et al. collect it over training batches); a list like
     ``model.trainable_variables``."""
-    grad_fn = tf.function(lambda i, t, w, s: _loss_and_gradients(model, i, t, w, s))
-    sums, n, state = None, 0, None
-    for inputs, targets, weights in segments(ids, segment, start_id, batch_size).take(max_segments):
+    sums = [tf.Variable(tf.zeros_like(v), trainable=False) for v in model.trainable_variables]
+
+    @tf.function
+    def accumulate(inputs, targets, weights, state):
+        _, _, grads, state = _loss_and_gradients(model, inputs, targets, weights, state)
+        for total, g in zip(sums, grads):
+            total.assign_add(tf.square(g))
+        return state
+
+    n, state = 0, None
+    for inputs, targets, weights in segments(ids, segment, start_id, batch_size):
         if state is None:
             state = model.zero_state(inputs.shape[0])
-        _, _, grads, state = grad_fn(inputs, targets, weights, state)
-        squares = [tf.square(tf.convert_to_tensor(g)) for g in grads]
-        sums = squares if sums is None else [a + b for a, b in zip(sums, squares)]
+        state = accumulate(inputs, targets, weights, state)
         n += 1
-    return [s / n for s in sums]
+    return [total / n for total in sums]
 
 
 def _loss_and_gradients(model, inputs, targets, weights, state):
@@ -156,7 +164,8 @@ def _loss_and_gradients(model, inputs, targets, weights, state):
 
 class DynamicEvaluator:
     """Corpus perplexity with dynamic evaluation (module docstring): ``method`` "sgd" or "rms"
-    (``ms``: ``gradient_statistics``'s), ``lr``, ``decay`` toward the trained weights."""
+    (``ms``: ``gradient_statistics``'s), ``lr``, ``decay`` toward the trained weights.  Each segment
+    is one graph call: score, gradient, update."""
 
     def __init__(self, model, segment, start_id, lr, method="sgd", decay=0.0, ms=None, batch_size=1):
         if method == "rms" and ms is None:
@@ -167,24 +176,27 @@ class DynamicEvaluator:
         self.batch_size = batch_size
         variables = model.trainable_variables
         self._trained = [tf.identity(v) for v in variables]
+        self._scale = None
+        self._pull = None
         if method == "rms":
             root = [tf.sqrt(m) for m in ms]
-            scale = [1.0 / (r + RMS_EPSILON) for r in root]
-            # Krause et al.: the decay of each weight in proportion to its RMS, at most 1 / decay.
-            pull = [decay * tf.minimum(r / tf.reduce_mean(r), 1.0 / decay) if decay else tf.zeros_like(r)
-                    for r in root]
-        else:
-            scale = [tf.ones_like(v) for v in variables]
-            pull = [tf.fill(tf.shape(v), decay) for v in variables]
-        self._scale, self._pull = scale, pull
+            self._scale = [1.0 / (r + RMS_EPSILON) for r in root]
+            if decay:  # Krause et al.: each weight's decay in proportion to its RMS, at most 1 / decay
+                self._pull = [decay * tf.minimum(r / tf.reduce_mean(r), 1.0 / decay) for r in root]
+        elif decay:
+            self._pull = [tf.constant(decay)] * len(variables)
         self._lr = tf.constant(lr, tf.float32)
-        self._grad = tf.function(lambda i, t, w, s: _loss_and_gradients(model, i, t, w, s))
-        self._update = tf.function(self._apply)
+        self._step = tf.function(self._score_and_learn)
 
-    def _apply(self, grads):
-        for v, g, scale, pull, trained in zip(self.model.trainable_variables, grads, self._scale, self._pull,
-                                               self._trained):
-            v.assign(v - self._lr * g * scale + pull * (trained - v))
+    def _score_and_learn(self, inputs, targets, weights, state):
+        """-log p of the segment with the weights as they are, then the update by its gradient."""
+        nll, _, grads, state = _loss_and_gradients(self.model, inputs, targets, weights, state)
+        for i, (v, g) in enumerate(zip(self.model.trainable_variables, grads)):
+            step = self._lr * g * self._scale[i] if self._scale else self._lr * g
+            if self._pull:
+                step -= self._pull[i] * (self._trained[i] - v)
+            v.assign_sub(step)
+        return nll, state
 
     def token_nll(self, ids, desc="dynamic evaluation"):
         """-log p of every scored token, in stream order (rows of a batch concatenated), each scored
@@ -196,8 +208,7 @@ class DynamicEvaluator:
                                                          leave=False, iterable=windows):
                 if state is None:
                     state = self.model.zero_state(inputs.shape[0])
-                nll, _, grads, state = self._grad(inputs, targets, weights, state)  # scored, then:
-                self._update(grads)
+                nll, state = self._step(inputs, targets, weights, state)
                 scored.append((nll.numpy(), weights.numpy() > 0))
         finally:
             for v, trained in zip(self.model.trainable_variables, self._trained):

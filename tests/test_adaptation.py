@@ -132,3 +132,23 @@ def test_dynamic_evaluation_updates_by_the_rule(method, decay):
         grads = [g.numpy().astype(np.float64) for g in tape.gradient(loss, model.trainable_variables)]
         theta = [t - lr * g * c + p * (t0 - t) for t, g, c, p, t0 in zip(theta, grads, scale, pull, theta0)]
     np.testing.assert_allclose(nll, want, rtol=2e-4)
+
+
+def test_gradient_statistics_are_the_mean_squared_segment_gradient():
+    """Against a loop over the same windows (2 streams of segments of 4, the state carried) in eager mode."""
+    model = make_model(seed=6, hidden_size=6)
+    ids = stream(33, seed=7)
+    got = adaptation.gradient_statistics(model, ids, 4, EOS, batch_size=2)
+    sums, n, state = None, 0, None
+    for inputs, targets, weights in adaptation.segments(ids, 4, EOS, 2):
+        state = state or model.zero_state(2)
+        with tf.GradientTape() as tape:
+            logits, state = model(inputs, state)
+            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits) * weights
+            loss = tf.reduce_sum(nll) / tf.reduce_sum(weights)
+        squares = [tf.square(tf.convert_to_tensor(g)).numpy() for g in tape.gradient(loss, model.trainable_variables)]
+        sums = squares if sums is None else [a + b for a, b in zip(sums, squares)]
+        n += 1
+    assert n > 2  # several segments, the state carried across them
+    for g, want in zip(got, sums):
+        np.testing.assert_allclose(g.numpy(), want / n, rtol=1e-5, atol=1e-12)

@@ -163,8 +163,7 @@ def adaptive_evaluator(config, vocab, model, settings):
         if key not in _STATISTICS:
             from rnn_lm.data import corpus as corpus_lib
             train = corpus_lib.train_prefix(config.data, vocab, adaptation.STATISTICS_TOKENS, FLAGS.model_dir)
-            _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id,
-                                                              adaptation.STATISTICS_TOKENS // settings["segment"])
+            _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id)
         ms = _STATISTICS[key]
     return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], settings["method"],
                                        settings["decay"], ms, FLAGS.batch_size)
