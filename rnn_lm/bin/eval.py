@@ -162,7 +162,7 @@ def adaptive_evaluator(config, vocab, model, settings):
         key = settings["segment"]
         if key not in _STATISTICS:
             from rnn_lm.data import corpus as corpus_lib
-            train = corpus_lib.train_prefix(config.data, vocab, adaptation.STATISTICS_TOKENS, FLAGS.model_dir)
+            train = corpus_lib.load_split(config.data, vocab, "train")
             _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id)
         ms = _STATISTICS[key]
     return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], settings["method"],
