@@ -198,6 +198,9 @@ def tune(config, vocab, model):
     static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(test)
     adapted = adaptive_evaluator(config, vocab, model, best[1]).mean_cross_entropy(test)
     print(f"chosen on valid: {describe(best[1])}")
+    if best[0] >= static:
+        print(f"(no setting beat static evaluation on valid, {math.exp(static):.2f}: try other --cache_* or "
+              "--dynamic_* values)")
     print(f"test ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}, with {best[1]['method']} "
           f"{math.exp(adapted):.2f} ({100 * (1 - math.exp(adapted - static_test)):.1f}% lower)")
 
