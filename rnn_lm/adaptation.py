@@ -25,14 +25,13 @@ al.'s "RMS with a global prior"; ``decay`` 0 is plain RMS-normalised SGD).  The 
 are restored when the evaluation ends.
 """
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
 from rnn_lm import losses
 from rnn_lm import progress
 from rnn_lm.data import pipeline
+from rnn_lm.evaluation import Evaluator
 
 RMS_EPSILON = 1e-5
 # Where a caller names none.  The cache: the settings salesforce/awd-lstm-lm's pointer.py uses for
@@ -75,22 +74,26 @@ def cache_distribution(log_p_model, a, has, values, lam):
     return (1.0 - lam) * tf.exp(log_p_model) + lam * p_cache
 
 
-class CacheEvaluator:
-    """Corpus perplexity with the neural cache: ``batch_size`` streams, each with its own cache."""
+class CacheEvaluator(Evaluator):
+    """Corpus perplexity with the neural cache: ``batch_size`` streams, each with its own cache, carried
+    from window to window with the state (``Evaluator``'s loop)."""
 
     def __init__(self, model, batch_size, num_steps, start_id, size, theta, lam):
-        self.model = model
-        self.batch_size = batch_size
-        self.num_steps = num_steps
-        self.start_id = start_id
+        super().__init__(model, batch_size, num_steps, start_id)
         self.size = size
         self.theta = theta
         self.lam = lam
         self._step = tf.function(self._window)
 
-    def _window(self, inputs, targets, weights, state, keys, values, filled):
-        """One window: (sum of -log p, tokens, state, cache).  The cache (keys [B, N, H], values [B, N],
+    def _start(self, batch_size):
+        return (self.model.zero_state(batch_size),
+                (tf.zeros([batch_size, self.size, self.model.config.hidden_size]),
+                 tf.zeros([batch_size, self.size], tf.int32), tf.zeros([batch_size, self.size], tf.bool)))
+
+    def _window(self, inputs, targets, weights, carry):
+        """One window: (sum of -log p, tokens, (state, cache)).  The cache (keys [B, N, H], values [B, N],
         filled [B, N]) holds the last N (h_i, x_(i+1)) pairs, oldest first."""
+        state, (keys, values, filled) = carry
         h, state = self.model.features(inputs, state, training=False)
         log_p = tf.nn.log_softmax(self.model.output_logits(h))  # [B, T, V]
         p_model = tf.exp(tf.gather(log_p, targets, batch_dims=2))  # [B, T]
@@ -107,23 +110,7 @@ class CacheEvaluator:
         lam = tf.where(has, self.lam, 0.0)
         nll = -tf.math.log((1.0 - lam) * p_model + lam * p_cache)
         cache = all_keys[:, -size:], all_values[:, -size:], all_filled[:, -size:]
-        return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), state, cache
-
-    def mean_cross_entropy(self, ids, desc="cache evaluation"):
-        windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id)
-        state = cache = None
-        total = count = 0.0
-        for inputs, targets, weights in progress.bar(int(windows.cardinality()), desc, unit="window", leave=False,
-                                                     iterable=windows):
-            if state is None:
-                batch = inputs.shape[0]
-                state = self.model.zero_state(batch)
-                cache = (tf.zeros([batch, self.size, self.model.config.hidden_size]),
-                         tf.zeros([batch, self.size], tf.int32), tf.zeros([batch, self.size], tf.bool))
-            nll, n, state, cache = self._step(inputs, targets, weights, state, *cache)
-            total += float(nll)
-            count += float(n)
-        return total / count
+        return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), (state, cache)
 
 
 # ---------------------------------------------------------------------------
@@ -226,7 +213,3 @@ class DynamicEvaluator:
 
     def mean_cross_entropy(self, ids, desc="dynamic evaluation"):
         return float(np.mean(self.token_nll(ids, desc)))
-
-
-def perplexity(nats):
-    return math.exp(nats) if nats < 700 else math.inf

@@ -37,6 +37,10 @@ class Evaluator:
         self.start_id = start_id
         self._step = tf.function(self._eval_step)
 
+    def _start(self, batch_size):
+        """What one window carries to the next, before the first: the zero state."""
+        return self.model.zero_state(batch_size)
+
     def _eval_step(self, inputs, targets, weights, state):
         logits, state = self.model(inputs, state, training=False)
         nll = losses.token_cross_entropy(logits, targets)  # [B, T]
@@ -45,13 +49,13 @@ class Evaluator:
     def mean_cross_entropy(self, ids, desc="evaluation"):
         """Mean -log p per token, in nats, over all of ``ids`` (a progress bar named ``desc`` on a terminal)."""
         windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id)
-        state = None
+        carry = None
         total, count = 0.0, 0.0
         for inputs, targets, weights in progress.bar(int(windows.cardinality()), desc, unit="window", leave=False,
                                                      iterable=windows):
-            if state is None:
-                state = self.model.zero_state(inputs.shape[0])
-            nll, n, state = self._step(inputs, targets, weights, state)
+            if carry is None:
+                carry = self._start(inputs.shape[0])
+            nll, n, carry = self._step(inputs, targets, weights, carry)
             total += float(nll)
             count += float(n)
         return total / count
