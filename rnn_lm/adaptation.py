@@ -28,7 +28,6 @@ are restored when the evaluation ends.
 import numpy as np
 import tensorflow as tf
 
-from rnn_lm import losses
 from rnn_lm import progress
 from rnn_lm.data import pipeline
 from rnn_lm.evaluation import Evaluator
@@ -146,8 +145,8 @@ def gradient_statistics(model, ids, segment, start_id, batch_size=STATISTICS_BAT
 
 def _loss_and_gradients(model, inputs, targets, weights, state):
     with tf.GradientTape() as tape:
-        logits, new_state = model(inputs, state, training=False)
-        nll = losses.token_cross_entropy(logits, targets) * weights  # [B, T]
+        h, new_state = model.features(inputs, state, training=False)
+        nll = model.token_nll(h, targets) * weights  # [B, T]
         mean = tf.reduce_sum(nll) / tf.maximum(tf.reduce_sum(weights), 1.0)
     grads = tape.gradient(mean, model.trainable_variables)
     grads = [tf.convert_to_tensor(g) for g in grads]  # an embedding's sparse gradient, densified

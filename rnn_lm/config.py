@@ -24,6 +24,10 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
 FINAL_WEIGHTS = ("best", "last")
 RESET_STATES = ("never", "eos")
+SOFTMAXES = ("full", "adaptive")
+# The adaptive softmax's cutoffs where --adaptive_cutoffs names none: those below the vocabulary's size
+# (a head of the 2,000 most frequent words, as Grave et al.'s, then clusters up to 10k and 50k).
+DEFAULT_ADAPTIVE_CUTOFFS = (2000, 10000, 50000)
 ENCODING_ERRORS = ("strict", "replace")
 CORPUS_NAMES = ("", "grammar") + tuple(CORPORA)
 CONFIG_FILE = "config.json"
@@ -66,6 +70,14 @@ class ModelConfig:
                               "state carried across sentences, one stream) or eos (sentence mode: at every "
                               "<eos> input, so that each line is an independent sequence, in training, "
                               "evaluation and scoring alike).", RESET_STATES)
+    softmax: str = _field("full", "The output layer: full (one softmax over the vocabulary) or adaptive (Grave "
+                          "et al., 2017: a head of frequent words and clusters of rarer ones behind smaller "
+                          "projections; exact probabilities, faster for large vocabularies).", SOFTMAXES)
+    adaptive_cutoffs: str = _field("", "--softmax=adaptive: increasing ids where the head and each cluster end "
+                                   "(ids are in frequency order), comma-separated, e.g. 2000,10000. Empty: those "
+                                   "of 2000,10000,50000 below the vocabulary size.")
+    adaptive_factor: float = _field(4.0, "--softmax=adaptive: cluster i reads the top layer through a "
+                                    "projection to H / factor^i units.")
 
     def validate(self):
         _check_fields(self)
@@ -86,6 +98,40 @@ class ModelConfig:
             raise RnnLmError(
                 f"{_ref(self, 'tie_embeddings')} needs {_ref(self, 'embedding_size')} equal to "
                 f"{_ref(self, 'hidden_size')}, got {self.embedding_size} and {self.hidden_size}")
+        self._validate_adaptive()
+
+    def _validate_adaptive(self):
+        if self.softmax != "adaptive":
+            if self.adaptive_cutoffs:
+                raise RnnLmError(f"{_ref(self, 'adaptive_cutoffs')} is for {_ref(self, 'softmax')}=adaptive")
+            return
+        if self.tie_embeddings:
+            raise RnnLmError(f"{_ref(self, 'tie_embeddings')} needs {_ref(self, 'softmax')}=full (the adaptive "
+                             "softmax has no |V| x H matrix to share)")
+        if not self.adaptive_factor >= 1.0:
+            raise _error(self, "adaptive_factor", "must be >= 1")
+        cutoffs = self.cutoffs
+        if self.vocab_size and not cutoffs:
+            raise RnnLmError(f"a vocabulary of {self.vocab_size} tokens is too small for the default "
+                             f"{_ref(self, 'adaptive_cutoffs')} ({','.join(map(str, DEFAULT_ADAPTIVE_CUTOFFS))}); "
+                             f"name cutoffs below it, or use {_ref(self, 'softmax')}=full")
+
+    @property
+    def cutoffs(self):
+        """The adaptive softmax's cutoffs, a tuple of ints (empty flag: the defaults below the vocabulary
+        size; before the vocabulary is known, all of them)."""
+        if not self.adaptive_cutoffs:
+            return tuple(c for c in DEFAULT_ADAPTIVE_CUTOFFS if not self.vocab_size or c < self.vocab_size)
+        try:
+            cutoffs = tuple(int(c) for c in self.adaptive_cutoffs.split(","))
+        except ValueError:
+            raise _error(self, "adaptive_cutoffs", "must be comma-separated integers") from None
+        if cutoffs[0] < 1 or any(b <= a for a, b in zip(cutoffs, cutoffs[1:])):
+            raise _error(self, "adaptive_cutoffs", "must be positive and increasing")
+        if self.vocab_size and cutoffs[-1] >= self.vocab_size:
+            raise RnnLmError(f"{_ref(self, 'adaptive_cutoffs')} must lie below the vocabulary size "
+                             f"{self.vocab_size}, got {self.adaptive_cutoffs!r}")
+        return cutoffs
 
     @property
     def input_dropout_rate(self):
@@ -99,7 +145,8 @@ class ModelConfig:
     def describe(self):
         embed = f"embedding {self.embedding_size}" if self.embedding_size else "one-hot input"
         cell = f"elman/{self.activation}" if self.cell == "elman" else self.cell
-        return f"{cell} {self.num_layers}x{self.hidden_size}, {embed}, vocabulary {self.vocab_size}"
+        softmax = f", adaptive softmax {','.join(map(str, self.cutoffs))}" if self.softmax == "adaptive" else ""
+        return f"{cell} {self.num_layers}x{self.hidden_size}, {embed}, vocabulary {self.vocab_size}{softmax}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnn_lm import analysis, cells as cells_lib
+from rnn_lm import adaptive, analysis, cells as cells_lib
 from rnn_lm.config import CELL_TYPES, Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.data import layout, pipeline
 from rnn_lm.model import RNNLanguageModel
@@ -84,6 +84,8 @@ def parameter_count(config):
     for _ in range(config.num_layers):
         count += cells_lib.CELLS[config.cell].GATES * (inputs * H + H * H + H)  # W_x., W_h., b_. per gate
         inputs = H
+    if config.softmax == "adaptive":
+        return count + adaptive.parameter_count(H, V, config.cutoffs, config.adaptive_factor)
     return count + (0 if config.tie_embeddings else H * V) + V  # V (unless tied), b_y
 
 

@@ -16,7 +16,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from rnn_lm import losses
 from rnn_lm import progress
 from rnn_lm.data import pipeline
 from rnn_lm.errors import RnnLmError
@@ -42,8 +41,8 @@ class Evaluator:
         return self.model.zero_state(batch_size)
 
     def _eval_step(self, inputs, targets, weights, state):
-        logits, state = self.model(inputs, state, training=False)
-        nll = losses.token_cross_entropy(logits, targets)  # [B, T]
+        h, state = self.model.features(inputs, state, training=False)
+        nll = self.model.token_nll(h, targets)  # [B, T]
         return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), state
 
     def mean_cross_entropy(self, ids, desc="evaluation"):
@@ -81,9 +80,9 @@ def sentence_log_probs(model, ids, lengths, eos_id, start=None):
     targets = tf.tensor_scatter_nd_update(targets, tf.stack([tf.range(batch), n - 1], axis=1),
                                           tf.fill([batch], tf.constant(eos_id, ids.dtype)))
     state = None if start is None else tf.nest.map_structure(lambda s: tf.tile(s[None], [batch, 1]), start)
-    logits, _ = model(inputs, state, training=False)
+    h, _ = model.features(inputs, state, training=False)
     mask = tf.sequence_mask(n, tf.shape(inputs)[1], dtype=tf.float32)
-    return -tf.reduce_sum(losses.token_cross_entropy(logits, targets) * mask, axis=1), n
+    return -tf.reduce_sum(model.token_nll(h, targets) * mask, axis=1), n
 
 
 def boundary_state(model, ids, eos_id, streams=BOUNDARY_STREAMS, max_tokens=BOUNDARY_TOKENS):

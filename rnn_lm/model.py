@@ -5,6 +5,10 @@
     logits_t = h_t^(L) V + b_y   (V = E^T when the embeddings are tied)
     y_hat_t = softmax(logits_t)
 
+With ``softmax="adaptive"`` the output layer is ``rnn_lm.adaptive.AdaptiveSoftmax`` and ``logits_t``
+are its normalised log-probabilities (log-probabilities are logits whose softmax is themselves), so
+every reader of the logits gets the same distribution.
+
 Regularisation in training (all off by default): dropout on the
 non-recurrent connections (Zaremba et al., 2014), a new mask per time step or,
 ``locked_dropout``, one mask per stream for the whole window (the variational
@@ -24,6 +28,8 @@ import keras
 import tensorflow as tf
 
 from rnn_lm import cells as cells_lib
+from rnn_lm import losses
+from rnn_lm.adaptive import AdaptiveSoftmax
 from rnn_lm.cells import distinct_initializer
 from rnn_lm.data.vocab import Vocabulary
 from rnn_lm.unroll import restart, unroll
@@ -37,7 +43,8 @@ class RNNLanguageModel(keras.Model):
 
     Variables: ``embedding`` [V, E] (absent for one-hot input); each layer's
     cell variables (``W``, ``U``, ``b`` or the gate matrices); the output
-    ``V`` [H, |V|] (absent when tied) and ``b_y`` [|V|].
+    ``V`` [H, |V|] (absent when tied) and ``b_y`` [|V|], or the adaptive softmax's
+    (``adaptive_softmax``).
     """
 
     def __init__(self, config, compute_dtype="float32", **kwargs):
@@ -81,9 +88,15 @@ class RNNLanguageModel(keras.Model):
         for cell in self.cells:
             cell.build((None, in_dim))
             in_dim = c.hidden_size
+        output_init = self._init or (lambda: keras.initializers.GlorotUniform())
+        if c.softmax == "adaptive":
+            self.adaptive_softmax = AdaptiveSoftmax(c.hidden_size, c.vocab_size, c.cutoffs, c.adaptive_factor,
+                                                    output_init, self.compute_dtype_, name="adaptive_softmax")
+            self.built = True
+            return
         if not c.tie_embeddings:
             self.V = self.add_weight(shape=(c.hidden_size, c.vocab_size), name="V",
-                                     initializer=distinct_initializer(self._init() if self._init else "glorot_uniform"))
+                                     initializer=distinct_initializer(output_init()))
         self.b_y = self.add_weight(shape=(c.vocab_size,), initializer="zeros", name="b_y")
         self.built = True
 
@@ -98,9 +111,18 @@ class RNNLanguageModel(keras.Model):
         return tf.one_hot(ids, self.config.vocab_size, dtype=self.compute_dtype_)
 
     def output_logits(self, h):
-        """h [..., H] -> logits [..., |V|], float32."""
+        """h [..., H] -> logits [..., |V|], float32 (the adaptive softmax's: its log-probabilities)."""
+        if self.config.softmax == "adaptive":
+            return self.adaptive_softmax.log_probs(h)
         w = tf.transpose(self.embedding) if self.config.tie_embeddings else self.V
         return tf.cast(cells_lib.dense(h, tf.cast(w, h.dtype)), tf.float32) + self.b_y
+
+    def token_nll(self, h, targets):
+        """-log y_hat[target] per token from what the softmax reads: h [B, T, H], targets [B, T] -> [B, T].
+        The adaptive softmax computes each cluster only for the tokens that need it."""
+        if self.config.softmax == "adaptive":
+            return self.adaptive_softmax.nll(h, targets)
+        return losses.token_cross_entropy(self.output_logits(h), targets)
 
     def _dropout(self, x, rate, site, seed):
         """Dropout on the non-recurrent connections only (Zaremba et al., 2014).

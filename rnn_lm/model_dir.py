@@ -77,6 +77,7 @@ def prepare(config, model_dir):
         _refuse_orphan_checkpoints(model_dir)
     corpus = corpus_lib.load(config.data, vocab, model_dir)
     config = config.replace(model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
+    config.model.validate()  # what depends on the vocabulary's size (the adaptive softmax's cutoffs)
     if stored is not None and stored.model != config.model:
         raise RnnLmError(f"--model_dir {model_dir} holds a {stored.model.describe()} model; "
                          f"the flags ask for {config.model.describe()}")

@@ -12,7 +12,6 @@ import keras
 import tensorflow as tf
 
 from rnn_lm import distribute
-from rnn_lm import losses
 from rnn_lm.errors import RnnLmError
 
 
@@ -63,8 +62,8 @@ class TrainStep:
         state = tf.nest.pack_sequence_as(self._state_structure, [v.read_value() for v in self.carried_state])
         dropout_seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
         with tf.GradientTape() as tape:
-            logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)  # [B, T, V]
-            loss = losses.sequence_cross_entropy(logits, targets)
+            h, new_state = self.model.features(inputs, state, training=True, dropout_seed=dropout_seed)
+            loss = tf.reduce_mean(self.model.token_nll(h, targets))  # the lecture's J
             scaled_loss = self._scale(loss)
         variables = self.model.trainable_variables
         grads = [sum_duplicates(g) for g in tape.gradient(scaled_loss, variables)]
@@ -175,8 +174,8 @@ class DistributedTrainStep(TrainStep):
     def _replica_gradients(self, inputs, targets, state, dropout_seed):
         """One replica's forward and backward pass (no collective: XLA can compile it)."""
         with tf.GradientTape() as tape:
-            logits, new_state = self.model(inputs, state, training=True, dropout_seed=dropout_seed)
-            loss = losses.sequence_cross_entropy(logits, targets) / self.strategy.num_replicas_in_sync
+            h, new_state = self.model.features(inputs, state, training=True, dropout_seed=dropout_seed)
+            loss = tf.reduce_mean(self.model.token_nll(h, targets)) / self.strategy.num_replicas_in_sync
             scaled_loss = self._scale(loss)
         variables = self.model.trainable_variables
         return loss, tape.gradient(scaled_loss, variables), tf.nest.flatten(new_state)
