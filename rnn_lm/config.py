@@ -25,6 +25,7 @@ NAN_POLICIES = ("skip", "stop")
 FINAL_WEIGHTS = ("best", "last")
 RESET_STATES = ("never", "eos")
 SOFTMAXES = ("full", "adaptive")
+SUBWORD_TYPES = ("unigram", "bpe")
 # The adaptive softmax's cutoffs where --adaptive_cutoffs names none: those below the vocabulary's size
 # (a head of the 2,000 most frequent words, as Grave et al.'s, then clusters up to 10k and 50k).
 DEFAULT_ADAPTIVE_CUTOFFS = (2000, 10000, 50000)
@@ -158,7 +159,11 @@ class DataConfig:
                          "else the built-in corpus.", CORPUS_NAMES)
     data_dir: str = _field("", "Folder with train.txt, valid.txt, test.txt (UTF-8), or with the files of "
                            "--corpus. Empty: the built-in grammar corpus, or the --corpus cache.")
-    level: str = _field("word", "Tokens are words (split on whitespace) or characters.", LEVELS)
+    level: str = _field("word", "Tokens are words (split on whitespace), characters, or subwords (SentencePiece "
+                        "pieces of a model trained on the training split, kept in the model directory).", LEVELS)
+    subword_vocab_size: int = _field(8000, "--level=subword: pieces of the SentencePiece model.")
+    subword_type: str = _field("unigram", "--level=subword: SentencePiece's unigram language model (Kudo, "
+                               "2018) or byte-pair encoding (Sennrich et al., 2016).", SUBWORD_TYPES)
     vocab_size: int = _field(0, "Cap on the vocabulary size, <unk> and <eos> included; 0: no cap.")
     min_count: int = _field(1, "Training-split words seen fewer times become <unk>.")
     encoding_errors: str = _field("strict", "Bytes that are not UTF-8: an error naming the file and offset, or "
@@ -178,6 +183,8 @@ class DataConfig:
         if self.vocab_size < 0 or self.vocab_size in (1, 2):
             raise _error(self, "vocab_size", "must be 0 (no cap) or at least 3")
         _positive(self, "min_count")
+        if self.subword_vocab_size < 4:
+            raise _error(self, "subword_vocab_size", "must be at least 4")
         if self.stream_train and (self.corpus or not self.data_dir):
             raise RnnLmError(f"{_ref(self, 'stream_train')} reads a {_ref(self, 'data_dir')} folder of "
                              f"train/valid/test.txt; it takes no {_ref(self, 'corpus')}")

@@ -61,9 +61,18 @@ def load_saved_model(path, signatures, variables=()):
     if not any(os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
         raise RnnLmError(f"{path} is not a SavedModel (no saved_model.pb)")
     try:
+        import tensorflow_text  # noqa: F401  registers the SentencePiece ops of a subword model's graph
+    except ImportError:
+        tensorflow_text = None
+    try:
         served = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as e:
         raise RnnLmError(f"{path}: cannot load the SavedModel ({reason(e)})") from None
+    except RuntimeError as e:
+        if "Sentencepiece" in str(e) and tensorflow_text is None:
+            raise RnnLmError(f"{path} cuts text into subwords with tensorflow-text's SentencePiece op: "
+                             f"pip install tensorflow-text") from None
+        raise
     missing = [name for name in signatures if name not in served.signatures]
     if missing:
         raise RnnLmError(f"{path} is not an rnn_lm SavedModel (no {', '.join(map(repr, missing))} "
@@ -102,9 +111,9 @@ def _as_batch(strings, name):
 class ServingModule(tf.Module):
     """A ``tf.Module`` around the Keras model, for export only."""
 
-    def __init__(self, model, vocab_path, level, start=None):
-        """``start``: the state every sentence ``score`` scores starts from (one row's, per layer; None:
-        zero)."""
+    def __init__(self, model, vocab_path, tokenizer, start=None):
+        """``tokenizer``: the model's (``get_tokenizer``), whose graph ops cut and join text; ``start``: the
+        state every sentence ``score`` scores starts from (one row's, per layer; None: zero)."""
         super().__init__()
         # The Keras model is kept untracked (tracking it would make Keras add
         # a float-input serving signature of its own); its variables are
@@ -112,9 +121,9 @@ class ServingModule(tf.Module):
         object.__setattr__(self, "model", model)
         self.model_variables = [v.value for v in model.variables]  # the tf.Variables under Keras' wrappers
         # A plain object (not tracked): its string ops are traced into the signatures.
-        object.__setattr__(self, "tokenizer", get_tokenizer(level))
-        # Clients join prompt and continuation with a space (word) or nothing (char).
-        self.token_level = tf.Variable(level, trainable=False, name="level")
+        object.__setattr__(self, "tokenizer", tokenizer)
+        # Clients join prompt and continuation with a space (word) or nothing (char, subword).
+        self.token_level = tf.Variable(tokenizer.level, trainable=False, name="level")
         self.vocab_file = tf.saved_model.Asset(vocab_path)
         self.token_to_id = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
@@ -143,7 +152,7 @@ class ServingModule(tf.Module):
         """ids [B, N] -> strings, keeping the first ``lengths`` ids and dropping <eos>."""
         keep = (tf.range(tf.shape(ids)[1])[None, :] < lengths[:, None]) & (ids != self.eos_id)
         tokens = self.id_to_token.lookup(tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int64))
-        return tf.strings.reduce_join(tokens, axis=1, separator=self.tokenizer.separator)
+        return self.tokenizer.join_in_graph(tokens)
 
     @tf.function(input_signature=[_strings("text")])
     def tokenize(self, text):
@@ -201,15 +210,16 @@ class ServingModule(tf.Module):
         return {"log_probs": tf.nn.log_softmax(logits), "state": tf.stack(tf.nest.flatten(new_state), axis=1)}
 
 
-def export_saved_model(model, vocab, config, path, start=None):
+def export_saved_model(model, vocab, config, path, start=None, model_dir=None):
     """Writes the SavedModel to ``path`` (replacing it atomically); returns ``path``.  ``start``: the
-    sentence start of ``score`` (``evaluation.sentence_start``'s; None: zero).
+    sentence start of ``score`` (``evaluation.sentence_start``'s; None: zero); ``model_dir``: where a
+    subword model's SentencePiece model is.
 
     A disk that refuses it (full, read-only) is an RnnLmError; an older
     SavedModel at ``path`` is then left as it was.
     """
     try:
-        return _export(model, vocab, config, path, start)
+        return _export(model, vocab, config, path, start, get_tokenizer(config.data.level, model_dir))
     except (OSError, tf.errors.OpError) as e:
         raise RnnLmError(f"cannot write the SavedModel to {path} ({reason(e)})") from None
 
@@ -217,13 +227,13 @@ def export_saved_model(model, vocab, config, path, start=None):
 STAGING_PREFIX = ".saved_model-staging-"  # then the pid of the process that writes it
 
 
-def _export(model, vocab, config, path, start):
+def _export(model, vocab, config, path, start, tokenizer):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     _remove_stale_staging(parent)
     with tempfile.TemporaryDirectory(dir=parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         vocab.save(staging)
-        module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level, start)
+        module = ServingModule(model, os.path.join(staging, VOCAB_FILE), tokenizer, start)
         target = os.path.join(staging, "saved_model")
         signatures = {"serving_default": module.serve, "generate": module.generate,
                       "score": module.score, "step": module.step, "zero_state": module.zero_state,

@@ -113,4 +113,4 @@ class Generator:
                     return
                 continue
             produced = True
-            yield self.vocab.tokens[token]
+            yield self.tokenizer.detokenize([self.vocab.tokens[token]])

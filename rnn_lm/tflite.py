@@ -22,6 +22,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from rnn_lm.data import subword
+from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.data.vocab import VOCAB_FILE, Vocabulary
 from rnn_lm.errors import RnnLmError, reason
 from rnn_lm.export import ServingModule
@@ -31,8 +33,9 @@ TFLITE_FILE = "model.tflite"
 LATENCY_STEPS = 200  # steps timed by step_latency
 
 
-def export_tflite(model, vocab, config, directory):
-    """Writes ``directory``/model.tflite and vocab.txt beside it; returns the model's path.
+def export_tflite(model, vocab, config, directory, model_dir=None):
+    """Writes ``directory``/model.tflite and vocab.txt beside it (and a subword model's subword.model,
+    from ``model_dir``); returns the model's path.
 
     A disk that refuses them is an RnnLmError.
     """
@@ -40,7 +43,8 @@ def export_tflite(model, vocab, config, directory):
         os.makedirs(directory, exist_ok=True)
         with tempfile.TemporaryDirectory() as staging:  # the SavedModel's vocabulary asset, unused by step
             vocab.save(staging)
-            module = ServingModule(model, os.path.join(staging, VOCAB_FILE), config.data.level)
+            tokenizer = get_tokenizer(config.data.level, model_dir)
+            module = ServingModule(model, os.path.join(staging, VOCAB_FILE), tokenizer)
             step = module.step.get_concrete_function()
             converter = tf.lite.TFLiteConverter.from_concrete_functions([step], module)
             # Built-in ops only: an app needs the LiteRT runtime alone, not TensorFlow's own ops.
@@ -49,6 +53,8 @@ def export_tflite(model, vocab, config, directory):
         path = os.path.join(directory, TFLITE_FILE)
         write_atomically(path, flatbuffer)
         vocab.save(directory)
+        if tokenizer.level == "subword":  # the app cuts text with it
+            write_atomically(os.path.join(directory, subword.MODEL_FILE), tokenizer.model_proto)
         return path
     except (OSError, tf.errors.OpError) as e:
         raise RnnLmError(f"cannot write the TFLite model to {directory} ({reason(e)})") from None

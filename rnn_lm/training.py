@@ -28,9 +28,11 @@ from rnn_lm import checkpoints
 from rnn_lm import distribute
 from rnn_lm import evaluation
 from rnn_lm import export as export_lib
+from rnn_lm import losses
 from rnn_lm import model_dir as model_dir_lib
 from rnn_lm import progress
 from rnn_lm import schedules
+from rnn_lm.data import corpus as corpus_lib
 from rnn_lm.data.tokenizers import get_tokenizer
 from rnn_lm.errors import Diverged, RnnLmError, field_ref, reason
 from rnn_lm.generation import Generator
@@ -117,7 +119,8 @@ class Trainer:
                                                       t.keep_checkpoints, self.step)
         self.stop_signal = None
         self.evaluator = evaluation.Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
-        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level), jit_compile=t.jit_compile)
+        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level, model_dir),
+                                   jit_compile=t.jit_compile)
 
     def restore(self):
         """Resumes from the newest complete checkpoint, if any; returns its path or None."""
@@ -403,6 +406,12 @@ def _train(config, corpus, model_dir, worker_dir, strategy, export):
         result.test_perplexity = trainer.evaluator.perplexity(corpus.test, desc="test")
         logging.info("valid perplexity %.2f, test perplexity %.2f (step %d)",
                      result.valid_perplexity, result.test_perplexity, result.final_step)
+        if config.data.level == "subword":
+            for split, ppl in (("valid", result.valid_perplexity), ("test", result.test_perplexity)):
+                units = losses.per_text_unit(math.log(ppl), len(corpus.split(split)),
+                                             corpus_lib.split_lines(config.data, split))
+                logging.info("%s: perplexity per piece %.2f, per word %.2f, %.4f bits/char", split, ppl,
+                             units["word_perplexity"], units["bits_per_char"])
         if not (math.isfinite(result.valid_perplexity) and math.isfinite(result.test_perplexity)):
             last = trainer.checkpoints.latest
             raise Diverged(f"the run diverged: valid perplexity {result.valid_perplexity:.4g}, test perplexity "
@@ -416,7 +425,7 @@ def _train(config, corpus, model_dir, worker_dir, strategy, export):
             start = evaluation.sentence_start(config, corpus.vocab, trainer.model, model_dir,
                                               corpus.train_start(evaluation.BOUNDARY_TOKENS))
             path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
-                                                 os.path.join(model_dir, SAVED_MODEL_DIR), start)
+                                                 os.path.join(model_dir, SAVED_MODEL_DIR), start, model_dir)
             logging.info("SavedModel written to %s", path)
     return result
 

@@ -110,7 +110,7 @@ def _diagnose_models():
     if FLAGS.model_dir:
         for model_dir in FLAGS.model_dir:
             config, vocab, model = checkpoints.load_model(model_dir)
-            ids = corpus_lib.load_split(config.data, vocab, "valid")
+            ids = corpus_lib.load_split(config.data, vocab, "valid", model_dir)
             label = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.describe()})"
             results[label] = diagnostics.diagnose(
                 model, ids, FLAGS.num_steps, FLAGS.batch_size, vocab=vocab,

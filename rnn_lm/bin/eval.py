@@ -102,14 +102,16 @@ def main(argv):
             hypotheses, lines = split_nbest(lines)
         return score_lines(config, vocab, model, lines, hypotheses)
     if FLAGS.text_file:
-        ids = corpus_lib.encode_lines(read_text_file(), vocab, get_tokenizer(config.data.level))
+        lines = read_text_file()
+        ids = corpus_lib.encode_lines(lines, vocab, get_tokenizer(config.data.level, FLAGS.model_dir))
         what = FLAGS.text_file
     else:
         data = config.data
         if FLAGS.encoding_errors:
             data = dataclasses.replace(data, encoding_errors=FLAGS.encoding_errors)
-        ids = corpus_lib.load_split(data, vocab, FLAGS.split)
+        ids = corpus_lib.load_split(data, vocab, FLAGS.split, FLAGS.model_dir)
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
+        lines = None
     if FLAGS.tune != "off":
         return tune(config, vocab, model)
     settings = settings_from_flags()
@@ -121,6 +123,11 @@ def main(argv):
     line = f"{what}: {len(ids)} tokens, perplexity {math.exp(nats):.2f}, {nats:.4f} nats/token"
     if config.data.level == "char":
         line += f", {nats / math.log(2):.4f} bits/char"
+    if config.data.level == "subword":
+        from rnn_lm.losses import per_text_unit
+        units = per_text_unit(nats, len(ids), lines or corpus_lib.split_lines(data, FLAGS.split))
+        line += (f"; per word {units['word_perplexity']:.2f} ({units['words']} words), "
+                 f"{units['bits_per_char']:.4f} bits/char ({units['chars']} characters)")
     print(line + f", <unk> {100 * unk:.2f}%")
 
 
@@ -162,7 +169,7 @@ def adaptive_evaluator(config, vocab, model, settings):
         key = settings["segment"]
         if key not in _STATISTICS:
             from rnn_lm.data import corpus as corpus_lib
-            train = corpus_lib.load_split(config.data, vocab, "train")
+            train = corpus_lib.load_split(config.data, vocab, "train", FLAGS.model_dir)
             _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id)
         ms = _STATISTICS[key]
     return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], settings["method"],
@@ -178,7 +185,7 @@ def tune(config, vocab, model):
     import itertools
     from rnn_lm import adaptation
     from rnn_lm.data import corpus as corpus_lib
-    valid = corpus_lib.load_split(config.data, vocab, "valid")
+    valid = corpus_lib.load_split(config.data, vocab, "valid", FLAGS.model_dir)
     if FLAGS.tune_tokens:
         valid = valid[:FLAGS.tune_tokens]
     base = settings_from_flags()
@@ -194,7 +201,7 @@ def tune(config, vocab, model):
         print(f"valid ({len(valid)} tokens), {describe(settings)}: perplexity {math.exp(nats):.2f}", flush=True)
         if best is None or nats < best[0]:
             best = nats, settings
-    test = corpus_lib.load_split(config.data, vocab, "test")
+    test = corpus_lib.load_split(config.data, vocab, "test", FLAGS.model_dir)
     static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(test)
     adapted = adaptive_evaluator(config, vocab, model, best[1]).mean_cross_entropy(test)
     print(f"chosen on valid: {describe(best[1])}")
@@ -231,7 +238,8 @@ def score_lines(config, vocab, model, lines, hypotheses=None):
     from rnn_lm.evaluation import SentenceScorer
     start_state = sentence_start(config, vocab, model)
     began = time.perf_counter()
-    scorer = SentenceScorer(model, vocab, get_tokenizer(config.data.level), FLAGS.sentences_per_batch, start_state)
+    scorer = SentenceScorer(model, vocab, get_tokenizer(config.data.level, FLAGS.model_dir), FLAGS.sentences_per_batch,
+                            start_state)
     rows = scorer.score(lines, desc="scoring")
     seconds = time.perf_counter() - began
     ranks = rank_hypotheses(hypotheses, [r[1] for r in rows]) if hypotheses else None

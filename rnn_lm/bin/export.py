@@ -46,11 +46,13 @@ def main(argv):
             print(f"score's sentences start from the zero state: the boundary state needs the training text ({e})",
                   file=sys.stderr)
         path = export.export_saved_model(model, vocab, config,
-                                         FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR), start)
+                                         FLAGS.output_dir or os.path.join(FLAGS.model_dir, SAVED_MODEL_DIR), start,
+                                         FLAGS.model_dir)
         print(f"SavedModel written to {path}")
         return
     from rnn_lm import tflite
-    path = tflite.export_tflite(model, vocab, config, FLAGS.output_dir or os.path.join(FLAGS.model_dir, TFLITE_DIR))
+    path = tflite.export_tflite(model, vocab, config, FLAGS.output_dir or os.path.join(FLAGS.model_dir, TFLITE_DIR),
+                                FLAGS.model_dir)
     print(f"TFLite model written to {path} (vocabulary beside it)")
     if FLAGS.measure:
         with common.native_output_held():  # LiteRT's delegate notice

@@ -123,7 +123,7 @@ def main(argv):
     from rnn_lm.generation import PIECE_TOKENS, Generator
 
     config, vocab, model = checkpoints.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint)
-    tokenizer = get_tokenizer(config.data.level)
+    tokenizer = get_tokenizer(config.data.level, FLAGS.model_dir)
     generator = Generator(model, vocab, tokenizer, jit_compile=FLAGS.jit_compile)
     if FLAGS.interactive:
         return interact(generator, tokenizer.separator)
@@ -267,7 +267,7 @@ def generate_from_saved_model(prompts):
                                  temperature=tf.constant(FLAGS.temperature), top_k=tf.constant(FLAGS.top_k),
                                  top_p=tf.constant(FLAGS.top_p), seed=tf.constant(FLAGS.seed, tf.int64)),
                 lambda out: int(tf.reduce_max(out["lengths"])), len(repeated))
-    separator = "" if served.token_level.numpy() == b"char" else " "
+    separator = " " if served.token_level.numpy() == b"word" else ""
     for prompt, continuation in zip(repeated, out["continuations"].numpy()):
         emit(prompt, continuation.decode("utf-8"), separator)
 

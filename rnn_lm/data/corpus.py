@@ -152,6 +152,13 @@ def read_split_lines(data_config):
     return {s: read_lines(paths[s], data_config.encoding_errors) for s in SPLITS}
 
 
+def split_lines(data_config, split):
+    """The lines of one split (of a corpus folder, that file alone)."""
+    if not data_config.is_grammar and not data_config.corpus:
+        return read_lines(split_paths(data_config.data_dir)[split], data_config.encoding_errors)
+    return read_split_lines(data_config)[split]
+
+
 def split_paths(data_dir):
     """{split: path} of a corpus folder, checked to hold all three."""
     if not os.path.isdir(data_dir):
@@ -169,7 +176,19 @@ def load(data_config, vocab=None, model_dir=None):
     ``model_dir``.  The vocabulary is built from the training split unless one is given."""
     if data_config.stream_train:
         return load_streamed_corpus(data_config, model_dir, vocab)
-    return load_corpus(data_config, vocab)
+    return load_corpus(data_config, vocab, model_dir)
+
+
+def corpus_tokenizer(data_config, model_dir, train_lines, fresh):
+    """The tokenizer of ``data_config.level``; at subword level for a ``fresh`` run (no vocabulary yet) a
+    SentencePiece model trained on ``train_lines`` and written into ``model_dir``, else the one there."""
+    if data_config.level == "subword" and fresh:
+        from rnn_lm.data import subword
+        if model_dir is None:
+            raise RnnLmError(f"{field_ref('data', 'level')}=subword needs a model directory for its "
+                             f"{subword.MODEL_FILE}")
+        return subword.train(train_lines, data_config, model_dir)
+    return get_tokenizer(data_config.level, model_dir)
 
 
 @dataclasses.dataclass
@@ -215,10 +234,11 @@ class StreamedCorpus(Corpus):
     of tokens and ``unk_rate["train"]`` is NaN; ``prepare_train`` encodes it unless that is done."""
     train: "TokenFile"
     data_config: object = None
+    tokenizer: object = None
 
     def prepare_train(self):
         d = self.data_config
-        self.train.ensure_encoded(self.vocab, get_tokenizer(d.level), d.encoding_errors)
+        self.train.ensure_encoded(self.vocab, self.tokenizer, d.encoding_errors)
         if self.train.encode_secs:
             logging.info("encoded %s into %s in %.1f s", self.train.source, self.train.path, self.train.encode_secs)
 
@@ -238,10 +258,11 @@ def encode_lines(lines, vocab, tokenizer):
     return vocab.encode(itertools.chain.from_iterable(map(tokenizer.tokenize, lines)))
 
 
-def load_corpus(data_config, vocab=None):
-    """Reads and encodes all splits; builds the vocabulary from train unless one is given."""
-    tokenizer = get_tokenizer(data_config.level)
+def load_corpus(data_config, vocab=None, model_dir=None):
+    """Reads and encodes all splits; builds the vocabulary from train unless one is given.  ``model_dir``:
+    where a subword model is (or, without a vocabulary, is written)."""
     lines = read_split_lines(data_config)
+    tokenizer = corpus_tokenizer(data_config, model_dir, lines["train"], fresh=vocab is None)
     if vocab is None:
         vocab = Vocabulary.from_lines(lines["train"], tokenizer, data_config.vocab_size,
                                       data_config.min_count)
@@ -250,7 +271,7 @@ def load_corpus(data_config, vocab=None):
     return Corpus(vocab=vocab, unk_rate=unk_rate, **ids)
 
 
-def load_split(data_config, vocab, split):
+def load_split(data_config, vocab, split, model_dir=None):
     """The ids of one split, encoded with ``vocab``.
 
     Of a ``--stream_train`` corpus, valid and test are read alone, so that
@@ -259,8 +280,9 @@ def load_split(data_config, vocab, split):
     """
     if data_config.stream_train and split != "train":
         path = os.path.join(data_config.data_dir, split + ".txt")
-        return encode_lines(read_lines(path, data_config.encoding_errors), vocab, get_tokenizer(data_config.level))
-    return load_corpus(data_config, vocab).split(split)
+        return encode_lines(read_lines(path, data_config.encoding_errors), vocab,
+                            get_tokenizer(data_config.level, model_dir))
+    return load_corpus(data_config, vocab, model_dir).split(split)
 
 
 def train_prefix(data_config, vocab, max_tokens, model_dir):
@@ -271,7 +293,7 @@ def train_prefix(data_config, vocab, max_tokens, model_dir):
         if not os.path.isfile(path):
             raise RnnLmError(f"{path}: no such file")
         return np.array(np.memmap(path, np.int32, "r")[:max_tokens])
-    return load_split(data_config, vocab, "train")[:max_tokens]
+    return load_split(data_config, vocab, "train", model_dir)[:max_tokens]
 
 
 # ----------------------------------------------------------------------------
@@ -369,8 +391,9 @@ def load_streamed_corpus(data_config, model_dir, vocab=None):
     memory.
     """
     paths = split_paths(data_config.data_dir)
-    tokenizer = get_tokenizer(data_config.level)
     source = paths["train"]
+    tokenizer = corpus_tokenizer(data_config, model_dir, iter_lines(source, data_config.encoding_errors),
+                                 fresh=vocab is None)
     ids_path = os.path.join(model_dir, TOKEN_DIR, TOKEN_FILE)
     num_tokens = None
     if vocab is None:
@@ -393,7 +416,8 @@ def load_streamed_corpus(data_config, model_dir, vocab=None):
               for s in ("valid", "test")}
     unk_rate = {"train": math.nan, **{s: float(np.mean(ids == vocab.unk_id)) for s, ids in splits.items()}}
     train = TokenFile(ids_path, source, num_tokens, record, encoded)
-    return StreamedCorpus(vocab=vocab, train=train, unk_rate=unk_rate, data_config=data_config, **splits)
+    return StreamedCorpus(vocab=vocab, train=train, unk_rate=unk_rate, data_config=data_config, tokenizer=tokenizer,
+                          **splits)
 
 
 def _token_file_record(source, vocab, data_config):
