@@ -2,6 +2,7 @@
 
     rnn-lm-benchmark --json_out=bench.json                    # everything (~15 min on 2 cores)
     rnn-lm-benchmark --configs=small --cells=lstm --rounds=4  # a quick look
+    rnn-lm-benchmark --configs=wt2,wt103 --cells=lstm --jit=off # large vocabularies, full and adaptive softmax
 
 Compares, in one process and interleaved, rnn_lm's real train step (with and
 without XLA), the same step on keras.layers.LSTM / GRU(reset_after=False) /
@@ -23,9 +24,13 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_list("cells", ["lstm", "gru", "elman"], "Cells to benchmark.")
 flags.DEFINE_list("configs", ["small", "medium"], "Model sizes: small (H=200, 20 steps), medium (H=650, "
-                  "35 steps), both with vocabulary 10,000, 2 layers, batch 20; tiny is for tests.")
+                  "35 steps), both with vocabulary 10,000; wt2 and wt103 (H=200, 35 steps, WikiText-2's 33,278 "
+                  "and WikiText-103's 267,735 words, Zipf-distributed ids); all 2 layers, batch 20; tiny is for "
+                  "tests.")
 flags.DEFINE_list("jit", ["off", "on"], "Which of rnn_lm's train steps to time: off (graph), on (XLA).")
 flags.DEFINE_enum("torch", "auto", ["auto", "off"], "auto: include PyTorch when it imports.")
+flags.DEFINE_enum("adaptive", "on", ["on", "off"], "At the large vocabularies (wt2, wt103), also rnn_lm and "
+                  "PyTorch with the adaptive softmax.")
 flags.DEFINE_enum("bfloat16", "auto", ["auto", "on", "off"], "rnn_lm with bfloat16 mixed precision; "
                   "auto: only where the CPU has native bfloat16 (AVX512_BF16 or AMX).")
 flags.DEFINE_enum("float16", "off", ["on", "off"], "rnn_lm with float16 mixed precision and dynamic loss "
@@ -60,9 +65,11 @@ def settings_from_flags():
         variants += ("rnn_lm_bf16",)
     if f.float16 == "on":
         variants += ("rnn_lm_fp16",)
+    if f.adaptive == "on":
+        variants += ("rnn_lm_adaptive",)
     variants += ("keras",)
     if f.torch == "auto":
-        variants += ("torch",)
+        variants += ("torch",) + (("torch_adaptive",) if f.adaptive == "on" else ())
     if f.profile:
         variants += ("softmax",)
     return speed.Settings(
@@ -88,15 +95,16 @@ def print_report(results):
     if results["train"]:
         print(f"\ntraining: {s['rounds']} interleaved rounds of {s['steps_per_round']} steps, "
               f"tokens/s median [min–max]")
-        header = (f"{'config':<7}{'cell':<6}{'variant':<11}{'tokens/s':>22}{'x keras':>19}"
+        header = (f"{'config':<7}{'cell':<6}{'variant':<16}{'tokens/s':>22}{'x keras':>19}"
                   f"{'GFLOP/s':>9}{'%peak':>7}{'1st call s':>11}{'RSS MB':>8}{'max RSS':>9}")
         print(header)
         print("-" * len(header))
         for r in results["train"]:
             ratio = _range(r["vs_keras"], "{:.2f}") if r["vs_keras"] else "-"
             pct = f"{r['percent_of_peak']:.0f}" if r["percent_of_peak"] is not None else "-"
-            print(f"{r['config']:<7}{r['cell']:<6}{r['variant']:<11}{_range(r['tokens_per_sec']):>22}"
-                  f"{ratio:>19}{r['gflops']['median']:>9.1f}{pct:>7}{r['first_call_s']:>11.1f}"
+            gflops = f"{r['gflops']['median']:.1f}" if r["gflops"] else "-"
+            print(f"{r['config']:<7}{r['cell']:<6}{r['variant']:<16}{_range(r['tokens_per_sec']):>22}"
+                  f"{ratio:>19}{gflops:>9}{pct:>7}{r['first_call_s']:>11.1f}"
                   f"{r['rss_mb']:>8.0f}{r['max_rss_mb']:>9.0f}")
     by_key = {(r["config"], r["cell"], r["variant"]): r for r in results["train"]}
     profile = [(key[:2], r, by_key[key[:2] + ("softmax",)]) for key, r in by_key.items()
@@ -120,6 +128,9 @@ def print_report(results):
             print(f"{r['config']:<7}{r['cell']:<6}{r['batch_size']:>5}{_range(ms['rnn_lm'], '{:.3f}'):>24}"
                   f"{_range(ms['keras'], '{:.3f}'):>24}{_range(r['rnn_lm_vs_keras'], '{:.2f}'):>19}"
                   f"{r['tokens_agree']:>7.2f}")
+            if r.get("adaptive_vs_full"):
+                print(f"{'':<18}{_range(ms['rnn_lm_adaptive'], '{:.3f}'):>24}   (rnn_lm, adaptive softmax: "
+                      f"x {_range(r['adaptive_vs_full'], '{:.2f}')} the full softmax's speed)")
     print(f"\npeak resident set (ru_maxrss): {results['max_rss_mb']:.0f} MB")
     for note in results["notes"]:
         print(f"note: {note}")

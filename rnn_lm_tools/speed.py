@@ -9,6 +9,8 @@ embedding = hidden = H, batch B, window T):
     rnn_lm_bf16  the same with bfloat16 mixed precision (cells and softmax
                  product in bfloat16, variables, state and loss in float32)
     rnn_lm_fp16  the same with float16 and dynamic loss scaling
+    rnn_lm_adaptive  the same with the adaptive softmax (``--softmax=adaptive``,
+                 its default cutoffs for the vocabulary, factor 4)
     keras        Embedding -> 2 x keras.layers.LSTM / GRU(reset_after=False) /
                  SimpleRNN -> Dense -> mean sparse cross entropy -> tape ->
                  clip_by_global_norm -> SGD, final state carried into the next
@@ -16,6 +18,8 @@ embedding = hidden = H, batch B, window T):
     torch        the same with torch.nn.LSTM / GRU / RNN (only if torch imports;
                  its GRU is the reset-after form, a different function with
                  the same matmuls)
+    torch_adaptive  the same with torch.nn.AdaptiveLogSoftmaxWithLoss, the
+                 same cutoffs and factor
     softmax      the profile's other half: TrainStep's work without the
                  recurrence (embedding -> softmax -> loss -> gradients ->
                  clip -> SGD), the ceiling a free recurrence would reach; the
@@ -30,6 +34,11 @@ round, in one process; each round gives every variant's seconds per step, and
 the report is the median with the range over rounds, plus the per-round ratio
 to Keras (paired, so drift common to both cancels).  The numbers measured with
 it, and on what, are in docs/performance.md.
+
+The large-vocabulary sizes (wt2: WikiText-2's 33,278 words, wt103: WikiText-103's 267,735) draw their
+random ids from a Zipf law, p(rank r) proportional to 1/r, as words in text are distributed: how
+often a target falls outside the adaptive softmax's head, which decides its cost, is then about as in
+text.  The others draw them uniformly.
 
 FLOPs are counted analytically, matmuls only (gates, softmax and the loss are
 elementwise and ignored): per token and layer, the input projection 2·in·G·H
@@ -67,7 +76,9 @@ from rnn_lm_tools import timing
 LEARNING_RATE = 1.0
 MAX_GRAD_NORM = 0.25
 INIT_SCALE = 0.1
-TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "keras", "torch", "softmax")
+TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "rnn_lm_adaptive", "keras", "torch",
+                  "torch_adaptive", "softmax")
+ADAPTIVE_VARIANTS = ("rnn_lm_adaptive", "torch_adaptive")
 MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
 
 
@@ -80,6 +91,12 @@ class ModelSize:
     num_layers: int = 2
     vocab_size: int = 10_000
     batch_size: int = 20
+    zipf: bool = False  # ids drawn from a Zipf law instead of uniformly
+
+    @property
+    def cutoffs(self):
+        """The adaptive softmax's cutoffs at this vocabulary size (training's defaults)."""
+        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive").cutoffs
 
     @property
     def tokens_per_step(self):
@@ -90,6 +107,8 @@ SIZES = {
     "tiny": ModelSize("tiny", hidden_size=8, num_steps=4, vocab_size=50, batch_size=4),  # for tests
     "small": ModelSize("small", hidden_size=200, num_steps=20),
     "medium": ModelSize("medium", hidden_size=650, num_steps=35),
+    "wt2": ModelSize("wt2", hidden_size=200, num_steps=35, vocab_size=33_278, zipf=True),
+    "wt103": ModelSize("wt103", hidden_size=200, num_steps=35, vocab_size=267_735, zipf=True),
 }
 
 
@@ -150,18 +169,24 @@ def softmax_train_flops(size):
 # The compared train steps.
 
 def random_batches(size, count=4, seed=0):
-    """``count`` (inputs, targets) pairs of uniform random ids, int32 [B, T] numpy arrays."""
+    """``count`` (inputs, targets) pairs of random ids (uniform, or Zipf for ``size.zipf``), int32 [B, T]
+    numpy arrays."""
     rng = np.random.default_rng(seed)
     shape = (count, 2, size.batch_size, size.num_steps)
-    return [(x, y) for x, y in rng.integers(0, size.vocab_size, shape, dtype=np.int32)]
+    if size.zipf:
+        p = 1.0 / np.arange(1, size.vocab_size + 1)
+        ids = rng.choice(size.vocab_size, size=shape, p=p / p.sum()).astype(np.int32)
+    else:
+        ids = rng.integers(0, size.vocab_size, shape, dtype=np.int32)
+    return [(x, y) for x, y in ids]
 
 
-def make_rnn_lm(cell, size, seed=0, compute_dtype="float32"):
+def make_rnn_lm(cell, size, seed=0, compute_dtype="float32", softmax="full"):
     """rnn_lm's language model at ``size``, initialised uniform(-0.1, 0.1) like training."""
     keras.utils.set_random_seed(seed)
     return RNNLanguageModel(ModelConfig(
         vocab_size=size.vocab_size, cell=cell, num_layers=size.num_layers, hidden_size=size.hidden_size,
-        embedding_size=size.hidden_size, init_scale=INIT_SCALE), compute_dtype=compute_dtype)
+        embedding_size=size.hidden_size, init_scale=INIT_SCALE, softmax=softmax), compute_dtype=compute_dtype)
 
 
 def make_rnn_lm_step(model, size, jit_compile=False, loss_scale=False):
@@ -299,8 +324,9 @@ def make_keras_step(cell, size, weights_from):
     return model, KerasTrainStep(model, size.batch_size)
 
 
-def make_torch_step(cell, size, batches, seed=0):
-    """The same step in PyTorch, as a callable returning the loss; needs ``import torch``."""
+def make_torch_step(cell, size, batches, seed=0, adaptive=False):
+    """The same step in PyTorch, as a callable returning the loss; needs ``import torch``.  ``adaptive``:
+    with ``torch.nn.AdaptiveLogSoftmaxWithLoss`` (the cutoffs of ``size.cutoffs``, factor 4)."""
     import torch
 
     torch.manual_seed(seed)
@@ -308,7 +334,13 @@ def make_torch_step(cell, size, batches, seed=0):
     rnn_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}[cell]
     embedding = torch.nn.Embedding(V, H)
     rnn = rnn_class(H, H, num_layers=L, batch_first=True)
-    dense = torch.nn.Linear(H, V)
+    if adaptive:
+        dense = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs=list(size.cutoffs), div_value=4.0)
+        loss_of = lambda outputs, targets: dense(outputs.reshape(-1, H), targets.reshape(-1)).loss
+    else:
+        dense = torch.nn.Linear(H, V)
+        loss_of = lambda outputs, targets: torch.nn.functional.cross_entropy(
+            dense(outputs).reshape(-1, V), targets.reshape(-1))
     params = [*embedding.parameters(), *rnn.parameters(), *dense.parameters()]
     optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
     data = itertools.cycle([(torch.from_numpy(x).long(), torch.from_numpy(y).long()) for x, y in batches])
@@ -320,7 +352,7 @@ def make_torch_step(cell, size, batches, seed=0):
         inputs, targets = next(data)
         optimizer.zero_grad(set_to_none=True)
         outputs, new_state = rnn(embedding(inputs), state)  # [B, T, H]
-        loss = torch.nn.functional.cross_entropy(dense(outputs).reshape(-1, V), targets.reshape(-1))
+        loss = loss_of(outputs, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
@@ -355,11 +387,13 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     batches = random_batches(size, seed=seed)
     fns, runtimes, rows = {}, {}, {}
     for variant in variants:
-        if variant == "torch" and machine.torch_version() is None:
+        if variant.startswith("torch") and machine.torch_version() is None:
             continue
+        if variant in ADAPTIVE_VARIANTS and not size.zipf:
+            continue  # the adaptive softmax is for the large vocabularies
         logging.info("%s %s: building %s", size.name, cell, variant)
-        if variant == "torch":
-            fns[variant] = make_torch_step(cell, size, batches, seed)
+        if variant.startswith("torch"):
+            fns[variant] = make_torch_step(cell, size, batches, seed, adaptive=variant == "torch_adaptive")
             runtimes[variant] = "torch"
         elif variant == "keras":
             _, step = make_keras_step(cell, size, make_rnn_lm(cell, size, seed))
@@ -368,7 +402,8 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
             fns[variant] = _tf_step_fn(SoftmaxOnlyStep(make_rnn_lm(cell, size, seed)), batches)
         else:
             dtype = MIXED_PRECISION.get(variant, "float32")
-            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype), size,
+            softmax = "adaptive" if variant == "rnn_lm_adaptive" else "full"
+            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype, softmax), size,
                                     jit_compile=variant == "rnn_lm_xla", loss_scale=dtype == "float16")
             fns[variant] = _tf_step_fn(step, batches)
     # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
@@ -383,12 +418,14 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     times, last = timing.interleaved(fns, rounds, steps_per_round, runtimes)
     tokens = size.tokens_per_step
     for variant, secs in times.items():
-        flops = softmax_train_flops(size) if variant == "softmax" else train_flops(cell, size)
-        gflops = timing.summarize([flops / s / 1e9 for s in secs])
+        # The adaptive softmax's work depends on the targets: no analytic count.
+        flops = (None if variant in ADAPTIVE_VARIANTS else
+                 softmax_train_flops(size) if variant == "softmax" else train_flops(cell, size))
+        gflops = timing.summarize([flops / s / 1e9 for s in secs]) if flops else None
         rows[variant].update(
             tokens_per_step=tokens, flops_per_step=flops, sec_per_step=timing.summarize(secs), round_secs=secs,
             tokens_per_sec=timing.summarize([tokens / s for s in secs]), gflops=gflops,
-            percent_of_peak=100 * gflops["median"] / peak_gflops if peak_gflops else None,
+            percent_of_peak=100 * gflops["median"] / peak_gflops if peak_gflops and gflops else None,
             vs_keras=timing.paired_ratio(times["keras"], secs) if "keras" in times else None,
             final_loss=last[variant])
     return list(rows.values())
@@ -436,10 +473,13 @@ def benchmark_generation(cell, size, batch_sizes=(1, 32), num_tokens=100, rounds
     model = make_rnn_lm(cell, size, seed)
     keras_model = KerasLM(cell, size)
     keras_model.copy_from(model)
+    adaptive = make_rnn_lm(cell, size, seed, softmax="adaptive") if size.zipf else None
     rows = []
     for batch_size in batch_sizes:
         fns = {"rnn_lm": _rnn_lm_generator(model, batch_size, num_tokens),
                "keras": _keras_generator(keras_model, batch_size, num_tokens)}
+        if adaptive is not None:  # the large vocabularies: the adaptive softmax's generation beside the full one's
+            fns["rnn_lm_adaptive"] = _rnn_lm_generator(adaptive, batch_size, num_tokens)
         first = {name: timing.first_call_and_warmup(fn, 0) for name, fn in fns.items()}
         agree = float(np.mean(fns["rnn_lm"]() == fns["keras"]()))  # also the warm-up call
         logging.info("%s %s: timing generation at batch %d", size.name, cell, batch_size)
@@ -448,6 +488,8 @@ def benchmark_generation(cell, size, batch_sizes=(1, 32), num_tokens=100, rounds
         rows.append({"config": size.name, "cell": cell, "batch_size": batch_size, "tokens": num_tokens,
                      "ms_per_token": {name: timing.summarize(v) for name, v in ms.items()},
                      "first_call_s": first, "rnn_lm_vs_keras": timing.paired_ratio(ms["keras"], ms["rnn_lm"]),
+                     "adaptive_vs_full": (timing.paired_ratio(ms["rnn_lm"], ms["rnn_lm_adaptive"])
+                                          if "rnn_lm_adaptive" in ms else None),
                      "tokens_agree": agree})
     return rows
 

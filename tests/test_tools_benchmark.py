@@ -94,3 +94,24 @@ def test_cpu_info_reads_the_first_processors_name_and_flags(tmp_path):
                        "processor\t: 1\nmodel name\t: Chip B\nflags\t\t: fpu\n")
     assert machine.cpu_info(cpuinfo) == ("Chip A", {"fpu", "avx512f", "amx_bf16"})
     assert machine.cpu_info(tmp_path / "absent") == ("", frozenset())
+
+
+def test_large_vocabularies_draw_zipf_ids_and_time_the_adaptive_softmax():
+    import dataclasses
+    size = dataclasses.replace(TINY, name="tiny_zipf", vocab_size=2100, zipf=True)  # cutoffs (2000,)
+    assert size.cutoffs == (2000,) and speed.SIZES["wt2"].cutoffs == (2000, 10000)
+    ids = np.concatenate([x.ravel() for pair in speed.random_batches(size, count=200, seed=0) for x in pair])
+    counts = np.bincount(ids, minlength=size.vocab_size)
+    # p(r) ~ 1/r: id 0 about twice as frequent as id 1, and the head of 2000 ids holds most of the mass.
+    assert 1.6 < counts[0] / counts[1] < 2.5
+    head = (np.log(2000) + 0.5772) / (np.log(2100) + 0.5772)
+    assert np.mean(ids < 2000) == pytest.approx(head, abs=0.02)
+    rows = speed.benchmark_training("lstm", size, ("rnn_lm", "rnn_lm_adaptive", "keras"), rounds=1,
+                                    steps_per_round=1, warmup=0)
+    by_variant = {r["variant"]: r for r in rows}
+    assert set(by_variant) == {"rnn_lm", "rnn_lm_adaptive", "keras"}
+    assert by_variant["rnn_lm_adaptive"]["gflops"] is None and by_variant["rnn_lm"]["gflops"]["median"] > 0
+    assert np.isfinite(by_variant["rnn_lm_adaptive"]["final_loss"])
+    # At a small vocabulary the adaptive variants are skipped.
+    assert {r["variant"] for r in speed.benchmark_training("lstm", TINY, ("rnn_lm", "rnn_lm_adaptive"), rounds=1,
+                                                           steps_per_round=1, warmup=0)} == {"rnn_lm"}
