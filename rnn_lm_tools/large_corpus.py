@@ -2,16 +2,17 @@
 
     rnn-lm-large-corpus                                   # 2 GB corpus, 300 steps
     rnn-lm-large-corpus --size_gb=1 --steps=200 --json_out=large.json
+    rnn-lm-large-corpus --preset=wikitext103_adaptive --vocab=267735 --size_gb=0.54  # WikiText-103's size
     python -m rnn_lm_tools.large_corpus --work_dir=/data/big --size_gb=8
 
 Writes WORK_DIR/corpus/{train,valid,test}.txt (reused when present with the
 requested size): words drawn from a Zipf distribution over ``--vocab`` pseudo-words,
 short lines.  Then runs ``rnn-lm-train --stream_train`` on it in a subprocess
-(LSTM 2x200, batch 20, 20 steps, vocabulary cap ``--vocab``, ``--steps`` steps,
-into a fresh WORK_DIR/model) and prints the corpus size, the training process'
+(LSTM 2x200, batch 20, 20 steps, or the recipe ``--preset`` names; vocabulary cap ``--vocab``,
+``--steps`` steps, into a fresh WORK_DIR/model) and prints the corpus size, the training process'
 peak resident memory, the time of the vocabulary pass and of the encoding, the
 time from the start of the process to its first training step, and the training
-speed.  The point: peak memory stays that of the model and the vocabulary, not
+speed, and what a whole epoch would take at that speed.  The point: peak memory stays that of the model and the vocabulary, not
 of the corpus.
 """
 
@@ -39,6 +40,8 @@ flags.DEFINE_float("size_gb", 2.0, "Size of train.txt in GB (10^9 bytes).")
 flags.DEFINE_integer("vocab", 10_000, "Word types of the generated corpus, and the vocabulary cap.")
 flags.DEFINE_integer("steps", 300, "Training steps.")
 flags.DEFINE_integer("seed", 0, "Seed of the generated corpus.")
+flags.DEFINE_string("preset", "", "Train with this rnn-lm-train preset (e.g. wikitext103_adaptive) instead of "
+                    "an LSTM 2x200 with a full softmax.")
 flags.DEFINE_string("json_out", "", "Also write the figures here as JSON.")
 
 HELD_OUT_TOKENS = 20_000  # valid and test each: evaluated after training, so kept small
@@ -118,12 +121,14 @@ def make_corpus(folder, size_gb, num_words, seed):
     return {**info, "generated_secs": time.perf_counter() - start}
 
 
-def run_training(data_dir, model_dir, steps, vocab):
+def run_training(data_dir, model_dir, steps, vocab, preset=""):
     """rnn-lm-train --stream_train in a subprocess; returns the figures read from its output."""
     shutil.rmtree(model_dir, ignore_errors=True)  # a fresh run: the vocabulary and encoding are timed
+    model = ([f"--preset={preset}"] if preset else
+             ["--cell=lstm", "--num_layers=2", "--hidden_size=200", "--embedding_size=200", "--batch_size=20",
+              "--num_steps=20"])
     cmd = [sys.executable, "-m", "rnn_lm.bin.train", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-           "--stream_train", "--cell=lstm", "--num_layers=2", "--hidden_size=200", "--embedding_size=200",
-           "--batch_size=20", "--num_steps=20", f"--vocab_size={vocab}", "--epochs=1", f"--max_steps={steps}",
+           "--stream_train", *model, f"--vocab_size={vocab}", "--epochs=1", f"--max_steps={steps}",
            # The speed is timed over the log intervals after the first (which builds the graph).
            f"--log_every_steps={max(1, steps // 10)}", "--eval_batch_size=10", "--sample_tokens=10"]
     returncode, timed_lines, total_secs = timing.run_timed(cmd)
@@ -158,13 +163,14 @@ def main(argv):
     print(f"corpus {corpus_dir}: train.txt {corpus['train_bytes']:,} bytes, {corpus['train_words']:,} words"
           + (f" (generated in {corpus['generated_secs']:.0f} s)" if corpus["generated_secs"] else " (reused)"),
           flush=True)
-    figures = run_training(corpus_dir, os.path.join(FLAGS.work_dir, "model"), FLAGS.steps, FLAGS.vocab)
+    figures = run_training(corpus_dir, os.path.join(FLAGS.work_dir, "model"), FLAGS.steps, FLAGS.vocab, FLAGS.preset)
+    figures["epoch_hours"] = figures["train_tokens"] / figures["tokens_per_sec"] / 3600
     print(f"training tokens (with <eos>) {figures['train_tokens']:,}; ids file {figures['ids_file_bytes']:,} bytes")
     print(f"peak resident memory of the training process {figures['peak_rss_mb']:.0f} MiB")
     print(f"vocabulary pass {figures['vocabulary_secs']:.1f} s, encoding pass {figures['encode_secs']:.1f} s, "
           f"first training step after {figures['first_step_secs']:.1f} s")
     print(f"training speed {figures['tokens_per_sec']:.0f} tokens/s ({FLAGS.steps} steps; "
-          f"whole run {figures['total_secs']:.0f} s)")
+          f"whole run {figures['total_secs']:.0f} s): a whole epoch would take {figures['epoch_hours']:.1f} h")
     if FLAGS.json_out:
         with open(FLAGS.json_out, "w", encoding="utf-8") as f:
             json.dump({"corpus": corpus, **figures, "steps": FLAGS.steps}, f, indent=2)

@@ -36,12 +36,18 @@ SCRIPT = textwrap.dedent("""
     results = {}
     for name in presets.available():
         flags.FLAGS.unparse_flags()
-        data = ["--corpus=", "--data_dir=" + char] if name == "shakespeare_char" else ["--data_dir=" + word]
+        data = ["--corpus=", "--data_dir=" + (char if name == "shakespeare_char" else word)]
         argv = train_bin.expand_preset(["train", "--preset=" + name, "--model_dir=" + out + "/" + name, *data])
         flags.FLAGS(argv)
         config = train_bin.config_from_flags()
         narrow = dataclasses.replace(config.model, hidden_size=16, embedding_size=16 if config.model.embedding_size else 0)
-        smoke = config.replace(model=narrow, train=dataclasses.replace(config.train, max_steps=2, sample_tokens=5))
+        if narrow.softmax == "adaptive":  # the slice's vocabulary is below the presets' cutoffs
+            narrow = dataclasses.replace(narrow, adaptive_cutoffs="50,200")
+        data = config.data
+        if data.level == "subword":  # and too small for their pieces
+            data = dataclasses.replace(data, subword_vocab_size=300)
+        smoke = config.replace(model=narrow, data=data,
+                               train=dataclasses.replace(config.train, max_steps=2, sample_tokens=5))
         result = training.train(smoke, out + "/" + name, export=False)
         with open(out + "/" + name + "/config.json") as f:
             vocab_size = json.load(f)["model"]["vocab_size"]  # as trained
@@ -120,3 +126,17 @@ def test_ptb_small_plus_is_the_small_model_regularised(preset_runs):
 def test_shakespeare_char_is_character_level_one_hot(preset_runs):
     c = preset_runs["shakespeare_char"]["config"]
     assert c["data"]["level"] == "char" and c["model"]["embedding_size"] == 0 and c["model"]["cell"] == "lstm"
+
+
+@pytest.mark.parametrize("name, level, softmax", [("wikitext2_adaptive", "word", "adaptive"),
+                                                   ("wikitext2_subword", "subword", "full"),
+                                                   ("wikitext103_adaptive", "word", "adaptive")])
+def test_wikitext_presets_name_their_level_and_softmax(preset_runs, name, level, softmax):
+    c = preset_runs[name]["config"]
+    assert (c["data"]["level"], c["model"]["softmax"]) == (level, softmax)
+    assert c["data"]["stream_train"] == (name == "wikitext103_adaptive")
+    if softmax == "adaptive":  # the defaults at the corpus' vocabulary, written out
+        from rnn_lm.config import ModelConfig
+        vocab = 33_278 if name.startswith("wikitext2") else 267_735
+        assert c["model"]["adaptive_cutoffs"] == ",".join(map(str, ModelConfig(vocab_size=vocab,
+                                                                               softmax="adaptive").cutoffs))
