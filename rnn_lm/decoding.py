@@ -169,7 +169,10 @@ def sample_steps(model, logits, state, flags, start, stop, temperature, seed, eo
 
     out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
     t, logits, state, flags, out = tf.while_loop(cond, body, (start, logits, state, flags, out))
-    tokens = tf.reshape(tf.transpose(out.stack()), [tf.shape(flags[0])[0], t - start])
+    # [T, B] -> [B, T], transposed as float32 (exact for ids below 2^24): an integer transpose makes
+    # oneDNN write an error line on CPUs it does not take integers on, though the result is right.
+    steps = tf.cast(tf.transpose(tf.cast(out.stack(), tf.float32)), tf.int32)
+    tokens = tf.reshape(steps, [tf.shape(flags[0])[0], t - start])
     return t, logits, state, flags, tokens
 
 
