@@ -125,6 +125,9 @@ def test_cache_dynamic_and_tuning_report_perplexities(trained):
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     assert tuned.stdout.count("valid (") == 1 + 16 and "chosen on valid: method=cache" in tuned.stdout
     assert "test (" in tuned.stdout and f"static perplexity {ppl(static):.2f}" in tuned.stdout
+    sized = run("eval", f"--model_dir={model_dir}", "--tune=cache", "--tune_tokens=40")  # the size searched too
+    assert sized.returncode == 0, sized.stderr[-2000:]
+    assert sized.stdout.count("valid (40 tokens)") == 1 + 3 * 16 and "size=2000, theta=1.0, lam=0.3" in sized.stdout
 
 
 @pytest.mark.parametrize("args, needle", [

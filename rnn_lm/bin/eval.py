@@ -63,7 +63,8 @@ flags.DEFINE_float("dynamic_lr", 0.0, "Dynamic evaluation's learning rate (0: th
 flags.DEFINE_float("dynamic_decay", -1.0, "Dynamic evaluation: the pull toward the trained weights per segment "
                    "(negative: the method's default).")
 flags.DEFINE_integer("dynamic_segment", 0, "Dynamic evaluation: tokens per segment (0: the default).")
-flags.DEFINE_enum("tune", "off", ["off", "cache", "dynamic"], "Choose the cache's theta and lambda, or dynamic "
+flags.DEFINE_enum("tune", "off", ["off", "cache", "dynamic"], "Choose the cache's size (unless --cache_size "
+                  "gives it), theta and lambda, or dynamic "
                   "evaluation's learning rate and decay (with --dynamic, default rms), on the valid split (its "
                   "first --tune_tokens tokens), then report the test split with them, beside the static figures.")
 flags.DEFINE_integer("tune_tokens", 20000, "--tune: tokens of the valid split each setting is tried on (0: all).")
@@ -191,7 +192,9 @@ def tune(config, vocab, model):
     base = settings_from_flags()
     grid = adaptation.CACHE_GRID if FLAGS.tune == "cache" else adaptation.DYNAMIC_GRID[base["method"]]
     if FLAGS.tune == "cache":
-        base = dict(method="cache", size=FLAGS.cache_size or adaptation.CACHE_SIZE, theta=0.0, lam=0.0)
+        base = dict(method="cache", size=FLAGS.cache_size, theta=0.0, lam=0.0)
+        if FLAGS.cache_size:  # the size given: only theta and lambda are searched
+            grid = {k: v for k, v in grid.items() if k != "size"}
     static = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(valid)
     print(f"valid ({len(valid)} tokens), static: perplexity {math.exp(static):.2f}")
     best = None
