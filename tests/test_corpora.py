@@ -99,3 +99,24 @@ def test_unknown_corpus_and_missing_files(tmp_path):
         corpora.split_texts("wikitext4")
     with pytest.raises(RnnLmError, match="missing wikitext-2-v1.zip"):
         corpora.split_texts("wikitext2", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["wikitext2", "wikitext103"])
+def test_a_wikitext_archive_is_read_from_its_members(tmp_path, monkeypatch, name):
+    """The loader of the real archives, on a small archive made here: its members, as the published
+    archive names them, become the three splits (the checksum is this archive's)."""
+    import dataclasses
+    import zipfile
+    spec = corpora.CORPORA[name]
+    (archive_name,) = spec.files
+    texts = {"train": " = Valkyria = \n\n the <unk> chronicles \n", "valid": " a b \n", "test": " c d \n"}
+    path = tmp_path / archive_name
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, member in spec.archive_members.items():
+            archive.writestr(member, texts[split])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setitem(corpora.CORPORA, name, dataclasses.replace(
+        spec, files={archive_name: (spec.files[archive_name][0], digest)}))
+    assert corpora.split_texts(name, str(tmp_path)) == texts
+    corpus = load_corpus(DataConfig(corpus=name, data_dir=str(tmp_path)))
+    assert "chronicles" in corpus.vocab.index and len(corpus.train) == 9  # 6 words and 3 <eos>, blank line included
