@@ -126,7 +126,9 @@ def main(argv):
         line += f", {nats / math.log(2):.4f} bits/char"
     if config.data.level == "subword":
         from rnn_lm.losses import per_text_unit
-        units = per_text_unit(nats, len(ids), lines or corpus_lib.split_lines(data, FLAGS.split))
+        if lines is None:  # a split, not --text_file
+            lines = corpus_lib.split_lines(data, FLAGS.split)
+        units = per_text_unit(nats, len(ids), lines)
         line += (f"; per word {units['word_perplexity']:.2f} ({units['words']} words), "
                  f"{units['bits_per_char']:.4f} bits/char ({units['chars']} characters)")
     print(line + f", <unk> {100 * unk:.2f}%")

@@ -184,9 +184,6 @@ def corpus_tokenizer(data_config, model_dir, train_lines, fresh):
     SentencePiece model trained on ``train_lines`` and written into ``model_dir``, else the one there."""
     if data_config.level == "subword" and fresh:
         from rnn_lm.data import subword
-        if model_dir is None:
-            raise RnnLmError(f"{field_ref('data', 'level')}=subword needs a model directory for its "
-                             f"{subword.MODEL_FILE}")
         return subword.train(train_lines, data_config, model_dir)
     return get_tokenizer(data_config.level, model_dir)
 

@@ -31,9 +31,17 @@ def _sentencepiece():
     return sentencepiece
 
 
+def model_path(model_dir):
+    """``model_dir/subword.model``; a subword model has no tokenizer without its model directory."""
+    if model_dir is None:
+        raise RnnLmError(f"{field_ref('data', 'level')}=subword needs the model directory that holds {MODEL_FILE}")
+    return os.path.join(model_dir, MODEL_FILE)
+
+
 def train(lines, data_config, model_dir):
     """Trains a SentencePiece model on ``lines`` (the training split's), writes ``model_dir/subword.model``
     and returns its tokenizer."""
+    path = model_path(model_dir)
     sentencepiece = _sentencepiece()
     proto = io.BytesIO()
     try:
@@ -50,16 +58,14 @@ def train(lines, data_config, model_dir):
                              f"pieces than the training text allows (at most {limit.group(1)})") from None
         raise RnnLmError(f"SentencePiece could not train on the training split: {str(e).splitlines()[0]}") from None
     os.makedirs(model_dir, exist_ok=True)
-    write_atomically(os.path.join(model_dir, MODEL_FILE), proto.getvalue())
+    write_atomically(path, proto.getvalue())
     return SubwordTokenizer(proto.getvalue())
 
 
 def load(model_dir):
     """The tokenizer of ``model_dir/subword.model``, checked against ``model_dir/vocab.txt`` when there is
     one: every token of the vocabulary must be a piece of the model."""
-    if model_dir is None:
-        raise RnnLmError(f"{field_ref('data', 'level')}=subword needs the model directory that holds {MODEL_FILE}")
-    path = os.path.join(model_dir, MODEL_FILE)
+    path = model_path(model_dir)
     _sentencepiece()
     try:
         with open(path, "rb") as f:
