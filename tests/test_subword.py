@@ -125,3 +125,17 @@ def test_a_sentencepiece_model_that_does_not_match_the_vocabulary_is_one_line(tr
     (copy / subword.MODEL_FILE).write_bytes(b"not a model")
     proc = run("eval", f"--model_dir={copy}", "--split=test")
     assert_one_line_error(proc, "is not a SentencePiece model")
+
+
+def test_a_resumed_subword_run_keeps_its_sentencepiece_model(trained, tmp_path):
+    """The same command again continues the run with the model it has (not one trained anew), and the
+    run's figures are still given per word."""
+    model_dir, data = trained
+    copy = tmp_path / "lm"
+    shutil.copytree(model_dir, copy)
+    before = (copy / subword.MODEL_FILE).stat().st_mtime_ns
+    proc = run("train", f"--data_dir={data}", f"--model_dir={copy}", *TINY, "--epochs=7", "--level=subword",
+               f"--subword_vocab_size={PIECES}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stderr and "per word" in proc.stderr
+    assert (copy / subword.MODEL_FILE).stat().st_mtime_ns == before
