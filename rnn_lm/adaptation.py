@@ -23,12 +23,14 @@ MS is the mean squared gradient over segments of the training text (``gradient_s
 RMS_norm = sqrt(MS) / mean(sqrt(MS)) per variable, and theta_0 the trained weights (Krause et
 al.'s "RMS with a global prior"; ``decay`` 0 is plain RMS-normalised SGD).  The model's weights
 are restored when the evaluation ends.
+
+The two together: dynamic evaluation with a cache mixed into the distribution it scores by, the
+weights still learning from the model's own loss.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from rnn_lm import progress
 from rnn_lm.data import pipeline
 from rnn_lm.evaluation import Evaluator
 
@@ -57,7 +59,10 @@ STATISTICS_BATCH = 20
 def cache_attention(h, keys, usable, theta):
     """Weights over the cache for each step: h [B, T, H], keys [B, J, H], usable [B, T, J] bool ->
     (a [B, T, J], each row summing to 1 over its usable entries, 0 elsewhere; has [B, T]: any usable)."""
-    scores = theta * tf.einsum("bth,bjh->btj", h, keys)
+    return _masked_softmax(theta * tf.einsum("bth,bjh->btj", h, keys), usable)
+
+
+def _masked_softmax(scores, usable):
     scores = tf.where(usable, scores, tf.constant(-np.inf, scores.dtype))
     has = tf.reduce_any(usable, axis=-1)
     a = tf.nn.softmax(tf.where(has[..., None], scores, tf.zeros_like(scores)), axis=-1)
@@ -73,43 +78,110 @@ def cache_distribution(log_p_model, a, has, values, lam):
     return (1.0 - lam) * tf.exp(log_p_model) + lam * p_cache
 
 
-class CacheEvaluator(Evaluator):
+def mixed_nll(nll_model, p_cache, has, lam):
+    """-log p of the scored tokens under the mixture, in float64: ``nll_model`` = -log p_model(x_t),
+    ``p_cache`` = p_cache(x_t) and ``has`` (the cache held anything) of ``CacheGrid``; where the cache
+    was empty, p = p_model."""
+    lam = np.where(has, lam, 0.0)
+    return -np.log((1.0 - lam) * np.exp(-np.asarray(nll_model, np.float64)) + lam * np.asarray(p_cache, np.float64))
+
+
+class CacheGrid:
+    """The neural cache at several settings at once: every size of ``sizes`` with every theta of
+    ``thetas`` (``settings``, in that order), one cache of the largest size.  A step's attention
+    scores h_t . h_i are computed once and shared; only the cache's probability of each target
+    word is returned, which is all a perplexity needs (lambda mixes it in afterwards, ``mixed_nll``),
+    so ``rnn-lm-eval --tune=cache`` tries its whole grid in one pass over the text."""
+
+    def __init__(self, hidden_size, sizes, thetas):
+        self.hidden_size = hidden_size
+        self.settings = [(int(size), float(theta)) for size in sizes for theta in thetas]
+        self.size = max(size for size, _ in self.settings)
+
+    def empty(self, batch_size):
+        """The cache before the first step: keys [B, N, H], values [B, N], filled [B, N], oldest first."""
+        return (tf.zeros([batch_size, self.size, self.hidden_size]), tf.zeros([batch_size, self.size], tf.int32),
+                tf.zeros([batch_size, self.size], tf.bool))
+
+    def __call__(self, h, targets, weights, cache):
+        """One window of T steps: (p_cache(x_t) [B, T, K] for the K settings, has [B, T, K], the cache
+        after the window).  Entry i pairs h_i with x_(i+1); at step t the entries of steps t - size
+        to t - 1 are used, so a token is scored before it enters the cache."""
+        keys, values, filled = cache
+        h = tf.cast(h, keys.dtype)
+        steps, n = tf.shape(h)[1], self.size
+        all_keys = tf.concat([keys, h], axis=1)  # [B, N + T, H]
+        all_values = tf.concat([values, targets], axis=1)
+        all_filled = tf.concat([filled, weights > 0], axis=1)
+        j, t = tf.range(n + steps)[None, :], tf.range(steps)[:, None]
+        scores = tf.einsum("bth,bjh->btj", h, all_keys)
+        hit = all_values[:, None, :] == targets[..., None]  # [B, T, N + T]: entry j's next word is x_t
+        p_cache, has = [], []
+        for size, theta in self.settings:
+            # Entry j is the pair of step j - N: usable at step t when it came before t, at most size back.
+            usable = ((j < n + t) & (j >= n - size + t))[None] & all_filled[:, None, :]
+            a, any_usable = _masked_softmax(theta * scores, usable)
+            p_cache.append(tf.reduce_sum(tf.where(hit, a, 0.0), axis=-1))
+            has.append(any_usable)
+        cache = all_keys[:, -n:], all_values[:, -n:], all_filled[:, -n:]
+        return tf.stack(p_cache, axis=-1), tf.stack(has, axis=-1), cache
+
+
+class ScoredTokens:
+    """Per scored token, in stream order (rows of a batch concatenated): ``nll`` = -log p_model [N],
+    and with a cache, ``p_cache`` [N, K] and ``has`` [N, K] for ``CacheGrid.settings``."""
+
+    def __init__(self, windows):
+        """``windows``: per window (nll [B, T], p_cache [B, T, K] or None, has or None, used [B, T])."""
+        join = lambda i: np.concatenate([w[i] for w in windows], axis=1)[join_used]
+        join_used = np.concatenate([w[3] for w in windows], axis=1) if windows else None
+        self.nll = join(0) if windows else np.zeros(0)
+        cached = bool(windows) and windows[0][1] is not None
+        self.p_cache = join(1) if cached else None
+        self.has = join(2) if cached else None
+
+    def mixed(self, k, lam):
+        """-log p of each token with setting ``k`` of the cache at weight ``lam``."""
+        return mixed_nll(self.nll, self.p_cache[:, k], self.has[:, k], lam)
+
+
+class _TokenScorer(Evaluator):
+    """An evaluator whose windows give ``ScoredTokens``' parts; ``cache``: a ``CacheGrid`` or None,
+    ``lam``: the weight of its first setting in ``token_nll``."""
+
+    cache = None
+    lam = 0.0
+
+    def scored_tokens(self, ids, desc="evaluation"):
+        return ScoredTokens([[None if x is None else x.numpy() for x in out] for out in self.windows(ids, desc)])
+
+    def token_nll(self, ids, desc="evaluation"):
+        """-log p of every scored token, in stream order."""
+        scored = self.scored_tokens(ids, desc)
+        return scored.nll if self.cache is None or not len(scored.nll) else scored.mixed(0, self.lam)
+
+    def mean_cross_entropy(self, ids, desc="evaluation"):
+        return float(np.mean(self.token_nll(ids, desc)))
+
+
+class CacheEvaluator(_TokenScorer):
     """Corpus perplexity with the neural cache: ``batch_size`` streams, each with its own cache, carried
-    from window to window with the state (``Evaluator``'s loop)."""
+    from window to window with the state (``Evaluator``'s loop).  ``size`` and ``theta`` may be lists
+    (a ``CacheGrid``, whose every setting ``scored_tokens`` gives); the perplexity is that of the first."""
 
     def __init__(self, model, batch_size, num_steps, start_id, size, theta, lam):
         super().__init__(model, batch_size, num_steps, start_id)
-        self.size = size
-        self.theta = theta
+        self.cache = CacheGrid(model.config.hidden_size, np.atleast_1d(size), np.atleast_1d(theta))
         self.lam = lam
-        self._step = tf.function(self._window)
 
     def _start(self, batch_size):
-        return (self.model.zero_state(batch_size),
-                (tf.zeros([batch_size, self.size, self.model.config.hidden_size]),
-                 tf.zeros([batch_size, self.size], tf.int32), tf.zeros([batch_size, self.size], tf.bool)))
+        return self.model.zero_state(batch_size), self.cache.empty(batch_size)
 
-    def _window(self, inputs, targets, weights, carry):
-        """One window: (sum of -log p, tokens, (state, cache)).  The cache (keys [B, N, H], values [B, N],
-        filled [B, N]) holds the last N (h_i, x_(i+1)) pairs, oldest first."""
-        state, (keys, values, filled) = carry
+    def _eval_step(self, inputs, targets, weights, carry):
+        state, cache = carry
         h, state = self.model.features(inputs, state, training=False)
-        log_p = tf.nn.log_softmax(self.model.output_logits(h))  # [B, T, V]
-        p_model = tf.exp(tf.gather(log_p, targets, batch_dims=2))  # [B, T]
-        steps, size = tf.shape(inputs)[1], self.size
-        all_keys = tf.concat([keys, tf.cast(h, keys.dtype)], axis=1)  # [B, N + T, H]
-        all_values = tf.concat([values, targets], axis=1)
-        all_filled = tf.concat([filled, weights > 0], axis=1)
-        j, t = tf.range(size + steps), tf.range(steps)
-        # Entry j is the pair of step j - N: usable at step t when it came before t, at most N back.
-        window = (j[None, :] < size + t[:, None]) & (j[None, :] >= t[:, None])  # [T, N + T]
-        usable = window[None] & all_filled[:, None, :]
-        a, has = cache_attention(tf.cast(h, keys.dtype), all_keys, usable, self.theta)
-        p_cache = tf.reduce_sum(a * tf.cast(all_values[:, None, :] == targets[..., None], a.dtype), axis=-1)
-        lam = tf.where(has, self.lam, 0.0)
-        nll = -tf.math.log((1.0 - lam) * p_model + lam * p_cache)
-        cache = all_keys[:, -size:], all_values[:, -size:], all_filled[:, -size:]
-        return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), (state, cache)
+        p_cache, has, cache = self.cache(h, targets, weights, cache)
+        return (self.model.token_nll(h, targets), p_cache, has, weights > 0), (state, cache)
 
 
 # ---------------------------------------------------------------------------
@@ -129,7 +201,7 @@ def gradient_statistics(model, ids, segment, start_id, batch_size=STATISTICS_BAT
 
     @tf.function
     def accumulate(inputs, targets, weights, state):
-        _, _, grads, state = _loss_and_gradients(model, inputs, targets, weights, state)
+        _, grads, state, _ = _loss_and_gradients(model, inputs, targets, weights, state)
         for total, g in zip(sums, grads):
             total.assign_add(tf.square(g))
         return state
@@ -144,27 +216,32 @@ def gradient_statistics(model, ids, segment, start_id, batch_size=STATISTICS_BAT
 
 
 def _loss_and_gradients(model, inputs, targets, weights, state):
+    """(-log p [B, T] of the window's tokens (0 where not scored), the gradients of their mean, the
+    state after the window, the top layer's outputs h [B, T, H])."""
     with tf.GradientTape() as tape:
         h, new_state = model.features(inputs, state, training=False)
         nll = model.token_nll(h, targets) * weights  # [B, T]
         mean = tf.reduce_sum(nll) / tf.maximum(tf.reduce_sum(weights), 1.0)
     grads = tape.gradient(mean, model.trainable_variables)
     grads = [tf.convert_to_tensor(g) for g in grads]  # an embedding's sparse gradient, densified
-    return nll, tf.reduce_sum(weights), grads, new_state
+    return nll, grads, new_state, h
 
 
-class DynamicEvaluator:
+class DynamicEvaluator(_TokenScorer):
     """Corpus perplexity with dynamic evaluation (module docstring): ``method`` "sgd" or "rms"
     (``ms``: ``gradient_statistics``'s), ``lr``, ``decay`` toward the trained weights.  Each segment
-    is one graph call: score, gradient, update."""
+    is one graph call: score, gradient, update.  With ``cache`` (a ``CacheGrid``) the neural cache is
+    mixed in at weight ``lam`` as well (its keys are the states as the adapting model computed them;
+    the weights learn from the model's own loss, so the cache does not change how they move)."""
 
-    def __init__(self, model, segment, start_id, lr, method="sgd", decay=0.0, ms=None, batch_size=1):
+    def __init__(self, model, segment, start_id, lr, method="sgd", decay=0.0, ms=None, batch_size=1, cache=None,
+                 lam=0.0):
         if method == "rms" and ms is None:
             raise ValueError("method='rms' needs the gradient statistics ms")
-        self.model = model
+        super().__init__(model, batch_size, segment, start_id)
         self.segment = segment
-        self.start_id = start_id
-        self.batch_size = batch_size
+        self.cache = cache
+        self.lam = lam
         variables = model.trainable_variables
         self._trained = [tf.identity(v) for v in variables]
         self._scale = None
@@ -177,38 +254,29 @@ class DynamicEvaluator:
         elif decay:
             self._pull = [tf.constant(decay)] * len(variables)
         self._lr = tf.constant(lr, tf.float32)
-        self._step = tf.function(self._score_and_learn)
 
-    def _score_and_learn(self, inputs, targets, weights, state):
+    def _start(self, batch_size):
+        return self.model.zero_state(batch_size), None if self.cache is None else self.cache.empty(batch_size)
+
+    def _eval_step(self, inputs, targets, weights, carry):
         """-log p of the segment with the weights as they are, then the update by its gradient."""
-        nll, _, grads, state = _loss_and_gradients(self.model, inputs, targets, weights, state)
+        state, cache = carry
+        nll, grads, state, h = _loss_and_gradients(self.model, inputs, targets, weights, state)
         for i, (v, g) in enumerate(zip(self.model.trainable_variables, grads)):
             step = self._lr * g * self._scale[i] if self._scale else self._lr * g
             if self._pull:
                 step -= self._pull[i] * (self._trained[i] - v)
             v.assign_sub(step)
-        return nll, state
+        if cache is None:
+            return (nll, None, None, weights > 0), (state, None)
+        p_cache, has, cache = self.cache(h, targets, weights, cache)
+        return (nll, p_cache, has, weights > 0), (state, cache)
 
-    def token_nll(self, ids, desc="dynamic evaluation"):
-        """-log p of every scored token, in stream order (rows of a batch concatenated), each scored
-        before the update that uses it; the weights are the trained ones again afterwards."""
-        windows = segments(ids, self.segment, self.start_id, self.batch_size)
-        state, scored = None, []
+    def scored_tokens(self, ids, desc="dynamic evaluation"):
+        """As ``_TokenScorer``'s, each token scored before the update that uses it; the weights are the
+        trained ones again afterwards."""
         try:
-            for inputs, targets, weights in progress.bar(int(windows.cardinality()), desc, unit="segment",
-                                                         leave=False, iterable=windows):
-                if state is None:
-                    state = self.model.zero_state(inputs.shape[0])
-                nll, state = self._step(inputs, targets, weights, state)
-                scored.append((nll.numpy(), weights.numpy() > 0))
+            return super().scored_tokens(ids, desc)
         finally:
             for v, trained in zip(self.model.trainable_variables, self._trained):
                 v.assign(trained)
-        if not scored:
-            return np.zeros(0)
-        nll = np.concatenate([n for n, _ in scored], axis=1)
-        used = np.concatenate([u for _, u in scored], axis=1)
-        return nll[used]
-
-    def mean_cross_entropy(self, ids, desc="dynamic evaluation"):
-        return float(np.mean(self.token_nll(ids, desc)))

@@ -41,20 +41,27 @@ class Evaluator:
         return self.model.zero_state(batch_size)
 
     def _eval_step(self, inputs, targets, weights, state):
+        """One window: ((sum of -log p, tokens), the state after it)."""
         h, state = self.model.features(inputs, state, training=False)
         nll = self.model.token_nll(h, targets)  # [B, T]
-        return tf.reduce_sum(nll * weights), tf.reduce_sum(weights), state
+        return (tf.reduce_sum(nll * weights), tf.reduce_sum(weights)), state
 
-    def mean_cross_entropy(self, ids, desc="evaluation"):
-        """Mean -log p per token, in nats, over all of ``ids`` (a progress bar named ``desc`` on a terminal)."""
+    def windows(self, ids, desc="evaluation"):
+        """Each window's outputs of ``_eval_step``, the carry passed on from window to window (a
+        progress bar named ``desc`` on a terminal)."""
         windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id)
         carry = None
-        total, count = 0.0, 0.0
         for inputs, targets, weights in progress.bar(int(windows.cardinality()), desc, unit="window", leave=False,
                                                      iterable=windows):
             if carry is None:
                 carry = self._start(inputs.shape[0])
-            nll, n, carry = self._step(inputs, targets, weights, carry)
+            out, carry = self._step(inputs, targets, weights, carry)
+            yield out
+
+    def mean_cross_entropy(self, ids, desc="evaluation"):
+        """Mean -log p per token, in nats, over all of ``ids``."""
+        total, count = 0.0, 0.0
+        for nll, n in self.windows(ids, desc):
             total += float(nll)
             count += float(n)
         return total / count

@@ -79,7 +79,51 @@ def test_the_cache_evaluator_equals_the_transcription_over_a_windowed_stream(num
     assert no_cache.mean_cross_entropy(ids) == pytest.approx(plain, rel=1e-6)
 
 
+def numpy_cache_mixture(h, ids, nll_model, size, theta, lam):
+    """-log p of each token: p_model = exp(-nll_model) mixed with the cache over the states ``h`` [n, H]
+    (entry i: h_i and the word that followed it, ids[i]), one token after another, float64."""
+    nll = []
+    for t in range(len(ids)):
+        p = math.exp(-nll_model[t])
+        entries = np.arange(max(0, t - size), t)
+        if len(entries):
+            scores = theta * h[entries] @ h[t]
+            a = np.exp(scores - scores.max())
+            p = (1 - lam) * p + lam * a[ids[entries] == ids[t]].sum() / a.sum()
+        nll.append(-math.log(p))
+    return np.array(nll)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_cache_grid_scores_every_setting_in_one_pass(batch_size):
+    """Two sizes x two thetas at once, each with two lambdas, against the transcription (two streams:
+    each its own cache, the second starting empty)."""
+    model = make_model(seed=5, hidden_size=6)
+    ids = stream(40, seed=6)
+    grid = adaptation.CacheEvaluator(model, batch_size, 6, EOS, size=[2, 4], theta=[0.5, 1.5], lam=0.0)
+    scored = grid.scored_tokens(ids)
+    assert [s for s in grid.cache.settings] == [(2, 0.5), (2, 1.5), (4, 0.5), (4, 1.5)]
+    rows = np.array_split(np.arange(len(ids)), batch_size)
+    for k, (size, theta) in enumerate(grid.cache.settings):
+        for lam in (0.1, 0.4):
+            want = np.concatenate([numpy_cache_nll(model, ids[r], size, theta, lam) if i == 0 else
+                                   cache_nll_after(model, ids, r, size, theta, lam) for i, r in enumerate(rows)])
+            np.testing.assert_allclose(scored.mixed(k, lam), want, rtol=1e-5)
+
+
+def cache_nll_after(model, ids, rows, size, theta, lam):
+    """The transcription for a stream of ids[rows] that starts from the zero state and an empty cache
+    with ids[rows[0] - 1] as its first input (evaluation.eval_windows' later rows)."""
+    inputs = ids[rows - 1]
+    h, _ = model.features(tf.constant(inputs[None]))
+    log_p = tf.nn.log_softmax(tf.cast(model.output_logits(h)[0], tf.float64)).numpy()
+    targets = ids[rows]
+    return numpy_cache_mixture(h[0].numpy().astype(np.float64), targets, -log_p[np.arange(len(rows)), targets],
+                               size, theta, lam)
+
+
 def static_nll(model, ids):
+
     _, log_p = features64(model, ids)
     return -log_p[np.arange(len(ids)), ids]
 
@@ -152,3 +196,40 @@ def test_gradient_statistics_are_the_mean_squared_segment_gradient():
     assert n > 2  # several segments, the state carried across them
     for g, want in zip(got, sums):
         np.testing.assert_allclose(g.numpy(), want / n, rtol=1e-5, atol=1e-12)
+
+
+def test_dynamic_evaluation_with_a_cache_mixes_the_adapting_model_and_its_states():
+    """SGD on three segments written out in float64 (as above), the adapted model's states h kept, and
+    the cache over them mixed in by the transcription; the model's own scores are dynamic evaluation's
+    without a cache (the cache does not change how the weights move); the weights come back."""
+    model = make_model(seed=4, hidden_size=6, embedding_size=0)
+    ids = stream(15, seed=5)
+    lr, segment, size, theta, lam = 0.3, 5, 4, 0.7, 0.3
+    theta0 = [v.numpy() for v in model.trainable_variables]
+    grid = adaptation.CacheGrid(6, [size], [theta])
+    dynamic = adaptation.DynamicEvaluator(model, segment, EOS, lr, cache=grid, lam=lam)
+    scored = dynamic.scored_tokens(ids)
+    np.testing.assert_allclose(scored.nll, adaptation.DynamicEvaluator(model, segment, EOS, lr).token_nll(ids),
+                               rtol=1e-6)
+    inputs = np.concatenate([[EOS], ids[:-1]])
+    state, hs, nll_model = None, [], []
+    for s in range(3):
+        part = slice(s * segment, (s + 1) * segment)
+        with tf.GradientTape() as tape:
+            h, state = model.features(tf.constant(inputs[None, part]), state)
+            logits = model.output_logits(h)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(ids[None, part], logits))
+        hs.append(h[0].numpy().astype(np.float64))
+        nll_model.extend(-tf.nn.log_softmax(tf.cast(logits[0], tf.float64)).numpy()[np.arange(segment), ids[part]])
+        for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables)):
+            v.assign_sub(lr * g)
+    want = numpy_cache_mixture(np.concatenate(hs), ids, np.array(nll_model), size, theta, lam)
+    np.testing.assert_allclose(scored.mixed(0, lam), want, rtol=2e-4)
+    assert np.abs(want - np.array(nll_model)).max() > 1e-3  # the cache did change the scores
+    for v, t0 in zip(model.trainable_variables, theta0):
+        v.assign(t0)
+    changed = ids.copy()
+    changed[8:] = np.where(changed[8:] == 2, 3, 2)
+    np.testing.assert_allclose(dynamic.token_nll(changed)[:8], dynamic.token_nll(ids)[:8], rtol=1e-6)
+    for v, t0 in zip(model.trainable_variables, theta0):
+        np.testing.assert_array_equal(v.numpy(), t0)

@@ -130,8 +130,36 @@ def test_cache_dynamic_and_tuning_report_perplexities(trained):
     assert sized.stdout.count("valid (40 tokens)") == 1 + 3 * 16 and "size=2000, theta=1.0, lam=0.3" in sized.stdout
 
 
+def test_cache_and_dynamic_evaluation_together(trained):
+    """--cache_size with --dynamic mixes the cache into dynamic evaluation (the figures are
+    test_adaptation.py's); --tune=both reports, per dynamic setting, its best cache and itself alone,
+    and on test the pair beside each method alone."""
+    model_dir, _, _ = trained
+    ppl = lambda proc: float(proc.stdout.split("perplexity ")[1].split(",")[0])
+    dynamic = run("eval", f"--model_dir={model_dir}", "--dynamic=sgd", "--dynamic_lr=0.05")
+    both = run("eval", f"--model_dir={model_dir}", "--dynamic=sgd", "--dynamic_lr=0.05", "--cache_size=20",
+               "--cache_lambda=0.2")
+    off = run("eval", f"--model_dir={model_dir}", "--dynamic=sgd", "--dynamic_lr=0.05", "--cache_size=20",
+              "--cache_lambda=0")
+    for proc in (dynamic, both, off):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "method=sgd, lr=0.05, decay=0.0, segment=5, size=20, theta=1.0, lam=0.2" in both.stdout
+    assert ppl(off) == pytest.approx(ppl(dynamic), rel=1e-5) and ppl(both) != pytest.approx(ppl(dynamic), rel=1e-4)
+    tuned = run("eval", f"--model_dir={model_dir}", "--tune=both", "--dynamic=sgd", "--tune_tokens=40",
+                "--cache_size=20")
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    assert tuned.stdout.count("valid (40 tokens)") == 1 + 2 * 8, tuned.stdout
+    assert tuned.stdout.splitlines()[-1].startswith("test (")
+    fixed = run("eval", f"--model_dir={model_dir}", "--tune=dynamic", "--dynamic=sgd", "--tune_tokens=40",
+                "--cache_size=20", "--cache_lambda=0.2")  # the cache given: dynamic evaluation tuned under it
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert "chosen on valid: method=sgd" in fixed.stdout and "size=20, theta=1.0, lam=0.2" in fixed.stdout
+    test_line = fixed.stdout.splitlines()[-1]
+    assert "with sgd with the cache" in test_line and "sgd alone" in test_line and "the cache alone" in test_line
+
+
 @pytest.mark.parametrize("args, needle", [
-    (["--cache_size=10", "--dynamic=sgd"], "--cache_size or --dynamic, not both"),
+    (["--cache_size=10", "--dynamic=sgd", "--dynamic_segment=-2"], "--dynamic_segment positive"),
     (["--nbest"], "--nbest needs --text_file"),
     (["--cache_size=10", "--cache_lambda=1.5"], "--cache_lambda in [0, 1]"),
 ])

@@ -10,9 +10,11 @@
     rnn-lm-eval --model_dir=/tmp/lm --cache_size=500 --cache_theta=1.0 --cache_lambda=0.1   # a neural cache
     rnn-lm-eval --model_dir=/tmp/lm --dynamic=rms --dynamic_lr=0.002 --dynamic_decay=0.02  # dynamic evaluation
     rnn-lm-eval --model_dir=/tmp/lm --tune=cache      # choose the cache's settings on valid, report test
+    rnn-lm-eval --model_dir=/tmp/lm --tune=both --dynamic=sgd --tune_tokens=5000   # the two together
 
 A neural cache (Grave et al. 2017) and dynamic evaluation (Krause et al. 2018) adapt to the text as
-they score it, each token scored before it is used; docs/evaluation.md has the formulas and figures.
+they score it, each token scored before it is used, alone or together (--cache_size with --dynamic);
+docs/evaluation.md has the formulas and figures.
 """
 
 import dataclasses
@@ -20,6 +22,7 @@ import json
 import math
 import sys
 
+import numpy as np
 from absl import flags
 
 from rnn_lm.bin import common
@@ -63,9 +66,9 @@ flags.DEFINE_float("dynamic_lr", 0.0, "Dynamic evaluation's learning rate (0: th
 flags.DEFINE_float("dynamic_decay", -1.0, "Dynamic evaluation: the pull toward the trained weights per segment "
                    "(negative: the method's default).")
 flags.DEFINE_integer("dynamic_segment", 0, "Dynamic evaluation: tokens per segment (0: the default).")
-flags.DEFINE_enum("tune", "off", ["off", "cache", "dynamic"], "Choose the cache's size (unless --cache_size "
-                  "gives it), theta and lambda, or dynamic "
-                  "evaluation's learning rate and decay (with --dynamic, default rms), on the valid split (its "
+flags.DEFINE_enum("tune", "off", ["off", "cache", "dynamic", "both"], "Choose the cache's size (unless "
+                  "--cache_size gives it), theta and lambda (cache), dynamic evaluation's learning rate and decay "
+                  "(dynamic; with --dynamic, default rms), or every pair of the two (both) on the valid split (its "
                   "first --tune_tokens tokens), then report the test split with them, beside the static figures.")
 flags.DEFINE_integer("tune_tokens", 20000, "--tune: tokens of the valid split each setting is tried on (0: all).")
 common.define_checkpoint_flag(__name__)
@@ -135,24 +138,26 @@ def main(argv):
 
 
 def settings_from_flags():
-    """The adaptive method the flags ask for: {"method": "static" | "cache" | "sgd" | "rms", its settings}."""
+    """The adaptive method the flags ask for: {"method": "static" | "cache" | "sgd" | "rms", its
+    settings}; a dynamic method with --cache_size carries the cache's settings (size, theta, lam) too."""
     from rnn_lm.adaptation import DYNAMIC_DEFAULTS
-    if FLAGS.cache_size and FLAGS.dynamic != "off":
-        raise RnnLmError("give --cache_size or --dynamic, not both")
+    cache = {}
     if FLAGS.cache_size:
         if FLAGS.cache_size < 0 or not 0 <= FLAGS.cache_lambda <= 1 or not math.isfinite(FLAGS.cache_theta):
             raise RnnLmError("--cache_size must be >= 0, --cache_lambda in [0, 1] and --cache_theta finite")
-        return dict(method="cache", size=FLAGS.cache_size, theta=FLAGS.cache_theta, lam=FLAGS.cache_lambda)
-    method = FLAGS.dynamic if FLAGS.dynamic != "off" else ("rms" if FLAGS.tune == "dynamic" else "static")
-    if method == "static":
-        return dict(method="static")
+        cache = dict(size=FLAGS.cache_size, theta=FLAGS.cache_theta, lam=FLAGS.cache_lambda)
+    method = FLAGS.dynamic
+    if method == "off":
+        method = "rms" if FLAGS.tune in ("dynamic", "both") else None
+    if method is None:
+        return dict(method="cache", **cache) if cache else dict(method="static")
     d = DYNAMIC_DEFAULTS[method]
     settings = dict(method=method, lr=FLAGS.dynamic_lr or d["lr"],
                     decay=FLAGS.dynamic_decay if FLAGS.dynamic_decay >= 0 else d["decay"],
                     segment=FLAGS.dynamic_segment or d["segment"])
     if settings["lr"] < 0 or settings["segment"] < 1 or not 0 <= settings["decay"] < 1:
         raise RnnLmError("--dynamic_lr must be >= 0, --dynamic_segment positive and --dynamic_decay in [0, 1)")
-    return settings
+    return dict(settings, **cache)
 
 
 # The RMS method's gradient statistics, by segment length: --tune tries several settings on one model.
@@ -160,31 +165,49 @@ _STATISTICS = {}
 
 
 def adaptive_evaluator(config, vocab, model, settings):
-    """An evaluator with ``mean_cross_entropy(ids)`` for ``settings`` (``settings_from_flags``)."""
+    """An evaluator with ``mean_cross_entropy(ids)`` and, but for static evaluation, ``scored_tokens(ids)``
+    (rnn_lm.adaptation) for ``settings`` (``settings_from_flags``'s; the cache's size and theta may be
+    lists, a grid scored in one pass)."""
     from rnn_lm import adaptation, evaluation
-    if settings["method"] == "static":
+    method = settings["method"]
+    if method == "static":
         return evaluation.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
-    if settings["method"] == "cache":
+    if method == "cache":
         return adaptation.CacheEvaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id, settings["size"],
                                          settings["theta"], settings["lam"])
     ms = None
-    if settings["method"] == "rms":
+    if method == "rms":
         key = settings["segment"]
         if key not in _STATISTICS:
             from rnn_lm.data import corpus as corpus_lib
             train = corpus_lib.load_split(config.data, vocab, "train", FLAGS.model_dir)
             _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id)
         ms = _STATISTICS[key]
-    return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], settings["method"],
-                                       settings["decay"], ms, FLAGS.batch_size)
+    cache = None
+    if "size" in settings:
+        cache = adaptation.CacheGrid(model.config.hidden_size, np.atleast_1d(settings["size"]),
+                                     np.atleast_1d(settings["theta"]))
+    return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], method,
+                                       settings["decay"], ms, FLAGS.batch_size, cache, settings.get("lam", 0.0))
 
 
 def describe(settings):
     return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
+def name(settings):
+    """The method in words: static, cache, sgd, rms, or "sgd with the cache"."""
+    if settings["method"] in ("sgd", "rms") and "size" in settings:
+        return f"{settings['method']} with the cache"
+    return settings["method"]
+
+
 def tune(config, vocab, model):
-    """Each setting of the grid on (the start of) valid, the best on test, beside static evaluation."""
+    """Each setting of the grid on (the start of) valid, the best on test, beside static evaluation.
+
+    --tune=cache tries the cache's grid, --tune=dynamic dynamic evaluation's, --tune=both every pair;
+    what is not searched comes from the flags.  The cache's whole grid is scored in one pass over the
+    text (``CacheGrid``), lambda mixed in afterwards, so each dynamic setting costs one pass."""
     import itertools
     from rnn_lm import adaptation
     from rnn_lm.data import corpus as corpus_lib
@@ -192,29 +215,61 @@ def tune(config, vocab, model):
     if FLAGS.tune_tokens:
         valid = valid[:FLAGS.tune_tokens]
     base = settings_from_flags()
-    grid = adaptation.CACHE_GRID if FLAGS.tune == "cache" else adaptation.DYNAMIC_GRID[base["method"]]
-    if FLAGS.tune == "cache":
-        base = dict(method="cache", size=FLAGS.cache_size, theta=0.0, lam=0.0)
-        if FLAGS.cache_size:  # the size given: only theta and lambda are searched
-            grid = {k: v for k, v in grid.items() if k != "size"}
+    cache_keys = ("size", "theta", "lam")
+    fixed_cache = {k: base.pop(k) for k in cache_keys if k in base}
+    if base["method"] == "cache":
+        base = dict(method="static")
+    passes = [base]
+    if FLAGS.tune in ("dynamic", "both"):
+        grid = adaptation.DYNAMIC_GRID[base["method"]]
+        passes = [dict(base, **dict(zip(grid, values))) for values in itertools.product(*grid.values())]
+    lams = [fixed_cache.get("lam")] if fixed_cache else []
+    cache = dict(size=[fixed_cache["size"]], theta=[fixed_cache["theta"]]) if fixed_cache else None
+    if FLAGS.tune in ("cache", "both"):
+        cache = dict(size=[FLAGS.cache_size] if FLAGS.cache_size else adaptation.CACHE_GRID["size"],
+                     theta=adaptation.CACHE_GRID["theta"])
+        lams = adaptation.CACHE_GRID["lam"]
     static = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(valid)
     print(f"valid ({len(valid)} tokens), static: perplexity {math.exp(static):.2f}")
     best = None
-    for values in itertools.product(*grid.values()):
-        settings = dict(base, **dict(zip(grid, values)))
-        nats = adaptive_evaluator(config, vocab, model, settings).mean_cross_entropy(valid)
-        print(f"valid ({len(valid)} tokens), {describe(settings)}: perplexity {math.exp(nats):.2f}", flush=True)
-        if best is None or nats < best[0]:
-            best = nats, settings
+    for settings in passes:
+        if cache is None:
+            tried = [(adaptive_evaluator(config, vocab, model, settings).mean_cross_entropy(valid), settings)]
+        else:
+            method = "cache" if settings["method"] == "static" else settings["method"]
+            evaluator = adaptive_evaluator(config, vocab, model, dict(settings, method=method, lam=0.0, **cache))
+            scored = evaluator.scored_tokens(valid)
+            tried = [(float(np.mean(scored.mixed(k, lam))), dict(settings, method=method, size=size, theta=theta,
+                                                                   lam=lam))
+                     for k, (size, theta) in enumerate(evaluator.cache.settings) for lam in lams]
+            if method != "cache":  # dynamic evaluation alone comes with it (a candidate if the cache is searched)
+                tried.append((float(np.mean(scored.nll)), settings))
+        if len(passes) > 1 and len(tried) > 1:  # many passes: each one's best, and without the cache
+            tried = [min(tried[:-1], key=lambda t: t[0]), tried[-1]]
+        for nats, tried_settings in tried:
+            print(f"valid ({len(valid)} tokens), {describe(tried_settings)}: perplexity {math.exp(nats):.2f}",
+                  flush=True)
+            candidate = FLAGS.tune != "dynamic" or not fixed_cache or "size" in tried_settings
+            if candidate and (best is None or nats < best[0]):
+                best = nats, tried_settings
     test = corpus_lib.load_split(config.data, vocab, "test", FLAGS.model_dir)
     static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(test)
-    adapted = adaptive_evaluator(config, vocab, model, best[1]).mean_cross_entropy(test)
-    print(f"chosen on valid: {describe(best[1])}")
+    chosen = best[1]
+    print(f"chosen on valid: {describe(chosen)}")
     if best[0] >= static:
         print(f"(no setting beat static evaluation on valid, {math.exp(static):.2f}: try other --cache_* or "
               "--dynamic_* values)")
-    print(f"test ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}, with {best[1]['method']} "
-          f"{math.exp(adapted):.2f} ({100 * (1 - math.exp(adapted - static_test)):.1f}% lower)")
+    lower = lambda nats: f"{math.exp(nats):.2f} ({100 * (1 - math.exp(nats - static_test)):.1f}% lower)"
+    line = f"test ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}"
+    if name(chosen) == chosen["method"]:
+        adapted = adaptive_evaluator(config, vocab, model, chosen).mean_cross_entropy(test)
+        print(f"{line}, with {chosen['method']} {lower(adapted)}")
+        return
+    scored = adaptive_evaluator(config, vocab, model, chosen).scored_tokens(test)
+    cache_alone = adaptive_evaluator(config, vocab, model, dict(
+        method="cache", **{k: chosen[k] for k in cache_keys})).mean_cross_entropy(test)
+    print(f"{line}, with {name(chosen)} {lower(np.mean(scored.mixed(0, chosen['lam'])))}; "
+          f"{chosen['method']} alone {lower(np.mean(scored.nll))}, the cache alone {lower(cache_alone)}")
 
 
 def read_text_file():
