@@ -169,8 +169,8 @@ class CacheEvaluator(_TokenScorer):
     from window to window with the state (``Evaluator``'s loop).  ``size`` and ``theta`` may be lists
     (a ``CacheGrid``, whose every setting ``scored_tokens`` gives); the perplexity is that of the first."""
 
-    def __init__(self, model, batch_size, num_steps, start_id, size, theta, lam):
-        super().__init__(model, batch_size, num_steps, start_id)
+    def __init__(self, model, batch_size, num_steps, start_id, size, theta, lam, warmup=0):
+        super().__init__(model, batch_size, num_steps, start_id, warmup)
         self.cache = CacheGrid(model.config.hidden_size, np.atleast_1d(size), np.atleast_1d(theta))
         self.lam = lam
 
@@ -235,10 +235,10 @@ class DynamicEvaluator(_TokenScorer):
     the weights learn from the model's own loss, so the cache does not change how they move)."""
 
     def __init__(self, model, segment, start_id, lr, method="sgd", decay=0.0, ms=None, batch_size=1, cache=None,
-                 lam=0.0):
+                 lam=0.0, warmup=0):
         if method == "rms" and ms is None:
             raise ValueError("method='rms' needs the gradient statistics ms")
-        super().__init__(model, batch_size, segment, start_id)
+        super().__init__(model, batch_size, segment, start_id, warmup)
         self.segment = segment
         self.cache = cache
         self.lam = lam

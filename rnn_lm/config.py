@@ -235,7 +235,11 @@ class TrainConfig:
     max_grad_norm: float = _field(0.25, "Clip gradients to this global norm (of the time-averaged cost's "
                                   "gradient; a tutorial's 5 / --num_steps); 0: no clipping.")
     seed: int = _field(0, "Seed of initialisation, dropout and samples.")
-    eval_batch_size: int = _field(1, "Streams when computing valid/test perplexity; 1 is exact, more are faster.")
+    eval_batch_size: int = _field(20, "Streams when computing valid/test perplexity: 1 is exact, more are faster "
+                                  "(each stream but the first reads --eval_warmup tokens before its part).")
+    eval_warmup: int = _field(200, "Tokens each evaluation stream but the first reads, unscored, before its part, "
+                              "so that it scores from a state that has seen context (docs/evaluation.md measures the "
+                              "difference from batch 1).")
     log_every_steps: int = _field(100, "Progress line and TensorBoard scalars every N steps.")
     save_every_steps: int = _field(0, "Checkpoint every N steps as well as after each epoch.")
     save_every_secs: float = _field(0.0, "Checkpoint every N seconds as well; 0: not by time.")
@@ -265,7 +269,7 @@ class TrainConfig:
                      "log_every_steps", "keep_checkpoints", "decay_start_epoch", "max_nonfinite_steps"):
             _positive(self, name)
         for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch", "weight_decay",
-                     "save_every_secs", "sample_temperature", "max_grad_norm"):
+                     "save_every_secs", "sample_temperature", "max_grad_norm", "eval_warmup"):
             if getattr(self, name) < 0:
                 raise _error(self, name, "must be >= 0")
         if not self.learning_rate > 0:
@@ -366,7 +370,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "dis
 # one is refused.
 RESUMABLE_FIELDS = {
     "train": ("epochs", "max_steps", "learning_rate", "lr_decay", "decay_start_epoch", "plateau_threshold",
-              "weight_decay", "max_grad_norm", "eval_batch_size", "log_every_steps", "save_every_steps",
+              "weight_decay", "max_grad_norm", "eval_batch_size", "eval_warmup", "log_every_steps", "save_every_steps",
               "save_every_secs", "nan_policy", "max_nonfinite_steps", "keep_checkpoints", "sample_tokens",
               "sample_temperature", "deterministic", "jit_compile", "final_weights"),
     "distribute": ("strategy", "num_cpu_devices", "tpu"),

@@ -27,13 +27,16 @@ SENTENCE_BATCH = 128  # lines per graph call of SentenceScorer
 
 
 class Evaluator:
-    """Exact corpus perplexity: every token scored once, state carried across windows."""
+    """Corpus perplexity: every token scored once, the state carried across windows; ``batch_size``
+    streams, each but the first reading up to ``warmup`` tokens before its part, unscored
+    (``pipeline.eval_windows``).  Batch 1 is exact."""
 
-    def __init__(self, model, batch_size, num_steps, start_id):
+    def __init__(self, model, batch_size, num_steps, start_id, warmup=0):
         self.model = model
         self.batch_size = batch_size
         self.num_steps = num_steps
         self.start_id = start_id
+        self.warmup = warmup
         self._step = tf.function(self._eval_step)
 
     def _start(self, batch_size):
@@ -49,7 +52,7 @@ class Evaluator:
     def windows(self, ids, desc="evaluation"):
         """Each window's outputs of ``_eval_step``, the carry passed on from window to window (a
         progress bar named ``desc`` on a terminal)."""
-        windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id)
+        windows = pipeline.eval_windows(ids, self.batch_size, self.num_steps, self.start_id, self.warmup)
         carry = None
         for inputs, targets, weights in progress.bar(int(windows.cardinality()), desc, unit="window", leave=False,
                                                      iterable=windows):
@@ -65,6 +68,12 @@ class Evaluator:
             total += float(nll)
             count += float(n)
         return total / count
+
+    @classmethod
+    def for_training(cls, model, train, start_id):
+        """The evaluator of a training configuration's valid and test figures (``TrainConfig``'s
+        eval_batch_size, num_steps and eval_warmup)."""
+        return cls(model, train.eval_batch_size, train.num_steps, start_id, train.eval_warmup)
 
     def perplexity(self, ids, desc="evaluation"):
         nats = self.mean_cross_entropy(ids, desc)

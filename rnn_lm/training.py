@@ -118,7 +118,7 @@ class Trainer:
         self.checkpoints = checkpoints.RunCheckpoints(tracked, vocab, model_dir, self.write_dir,
                                                       t.keep_checkpoints, self.step)
         self.stop_signal = None
-        self.evaluator = evaluation.Evaluator(self.model, t.eval_batch_size, t.num_steps, vocab.eos_id)
+        self.evaluator = evaluation.Evaluator.for_training(self.model, t, vocab.eos_id)
         self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level, model_dir),
                                    jit_compile=t.jit_compile)
 

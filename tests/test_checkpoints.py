@@ -56,7 +56,7 @@ def test_averaged_weights_are_what_eval_reads(tmp_path):
     for i, v in enumerate(model.trainable_variables):
         np.testing.assert_array_equal(v.numpy(), tf.train.load_variable(path, f"averages/{i}/.ATTRIBUTES/VARIABLE_VALUE"))
     ids = corpus_lib.load_corpus(config.data, vocab).test
-    evaluator = evaluation.Evaluator(model, config.train.eval_batch_size, config.train.num_steps, vocab.eos_id)
+    evaluator = evaluation.Evaluator.for_training(model, config.train, vocab.eos_id)
     assert math.isclose(evaluator.perplexity(ids), result.test_perplexity, rel_tol=1e-6)
     # The raw weights of the same checkpoint are a different model (rnn-lm-eval --noaveraged).
     _, _, raw = checkpoints.load_model(str(tmp_path / "run"), averaged=False)

@@ -22,7 +22,7 @@ def test_evaluator_scores_every_token_exactly(tmp_path):
     """One stream: perplexity equals one pass over the whole text, however it is windowed.
 
     With several streams each row starts from h_(0) = 0, so the reference is
-    each row's own pass.
+    each row's own pass, from the tokens of its warm-up on.
     """
     data = write_corpus(tmp_path / "data", (30, 5, 5))
     train_run(tiny_config(data, max_steps=5), tmp_path / "run")
@@ -43,6 +43,13 @@ def test_evaluator_scores_every_token_exactly(tmp_path):
     per_row = np.concatenate([nll(stream[r[0]:r[-1] + 2]) for r in rows])
     got = evaluation.Evaluator(model, 3, 5, vocab.eos_id).perplexity(ids)
     np.testing.assert_allclose(got, math.exp(per_row.mean()), rtol=1e-5)
+    # A warm-up: each row reads up to 4 tokens before its part, unscored, from h_(0) = 0.
+    warm = np.concatenate([nll(stream[max(0, r[0] - 4):r[-1] + 2])[-len(r):] for r in rows])
+    got = evaluation.Evaluator(model, 3, 5, vocab.eos_id, warmup=4).perplexity(ids)
+    np.testing.assert_allclose(got, math.exp(warm.mean()), rtol=1e-5)
+    # A warm-up as long as the text: every row carries the whole stream before it, as batch 1 does.
+    got = evaluation.Evaluator(model, 3, 5, vocab.eos_id, warmup=len(ids)).perplexity(ids)
+    np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
 def test_sentence_scores_equal_one_call_per_sentence():

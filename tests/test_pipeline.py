@@ -70,13 +70,14 @@ def test_check_trainable_boundary():
 
 # --- Eval windows.
 
-@pytest.mark.parametrize("n,batch_size,num_steps",
-                         [(23, 3, 4), (24, 4, 3), (5, 10, 2), (1, 2, 3), (7, 1, 100)])
-def test_eval_windows_score_every_token_once_in_order(n, batch_size, num_steps):
+@pytest.mark.parametrize("n,batch_size,num_steps,warmup",
+                         [(23, 3, 4, 0), (24, 4, 3, 0), (5, 10, 2, 0), (1, 2, 3, 0), (7, 1, 100, 0),
+                          (23, 3, 4, 5), (24, 4, 3, 100), (5, 10, 2, 1), (7, 1, 100, 3)])
+def test_eval_windows_score_every_token_once_in_order(n, batch_size, num_steps, warmup):
     start_id = 99
     ids = np.arange(1, n + 1, dtype=np.int32) * 2  # distinct, and never equal to start_id
     windows = [tuple(a.numpy() for a in w)
-               for w in pipeline.eval_windows(ids, batch_size, num_steps, start_id)]
+               for w in pipeline.eval_windows(ids, batch_size, num_steps, start_id, warmup)]
     assert all(1 <= x.shape[1] <= num_steps and x.shape == y.shape == w.shape for x, y, w in windows)
     x, y, w = (np.concatenate(parts, axis=1) for parts in zip(*windows))  # [B, L]: whole rows
     assert x[0, 0] == start_id
@@ -87,6 +88,16 @@ def test_eval_windows_score_every_token_once_in_order(n, batch_size, num_steps):
     stream = np.concatenate([[start_id], ids])
     flat_x, flat_w = x.reshape(-1), w.reshape(-1) > 0
     np.testing.assert_array_equal(flat_x[flat_w], stream[:-1])
+    # Each row reads the stream contiguously: its unscored warm-up, at most `warmup` tokens (all
+    # there are before its part), runs straight into its part.
+    for row_x, row_w in zip(x, w > 0):
+        scored = np.flatnonzero(row_w)
+        if not len(scored):
+            continue
+        begin = int(np.flatnonzero(stream[:-1] == row_x[scored[0]])[0])  # distinct ids: where the part begins
+        lead = scored[0]
+        assert lead == min(warmup, begin)
+        np.testing.assert_array_equal(row_x[:lead + len(scored)], stream[begin - lead:begin + len(scored)])
 
 
 # --- The streamed ids file's windows: train_windows of the in-memory ids are the reference.

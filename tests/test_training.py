@@ -197,8 +197,7 @@ def test_unwritable_logs_are_one_line(tmp_path, monkeypatch):
 def _test_perplexity(model_dir, checkpoint):
     config, vocab, model = checkpoints.load_model(model_dir, checkpoint=checkpoint)
     ids = corpus_lib.load_corpus(config.data, vocab).test
-    return evaluation.Evaluator(model, config.train.eval_batch_size, config.train.num_steps,
-                                vocab.eos_id).perplexity(ids)
+    return evaluation.Evaluator.for_training(model, config.train, vocab.eos_id).perplexity(ids)
 
 
 @pytest.mark.parametrize("final_weights", ["best", "last"])

@@ -38,8 +38,11 @@ flags.DEFINE_enum("encoding_errors", None, ["strict", "replace"], "Bytes that ar
                   "the file and offset, or replaced by U+FFFD. Default: strict for --text_file, the model's "
                   "training setting for --split.")
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Which split when no --text_file is given.")
-flags.DEFINE_integer("batch_size", 1, "Streams scored in parallel: 1 is exact, more are faster and "
-                     "start each stream from a zero state.")
+flags.DEFINE_integer("batch_size", 0, "Streams scored in parallel: 1 is exact, more are faster (each stream "
+                     "but the first reads --warmup tokens before its part). 0: the model's --eval_batch_size "
+                     "from training for perplexity, 1 for the cache and dynamic evaluation (the papers' setting).")
+flags.DEFINE_integer("warmup", -1, "Tokens each stream but the first reads, unscored, before its part; "
+                     "negative: the model's --eval_warmup from training.")
 flags.DEFINE_integer("num_steps", 35, "Tokens per window (does not change the result).")
 flags.DEFINE_boolean("averaged", True, "A model trained with averaged SGD (--average_start_epoch): score its "
                      "averaged weights (--noaveraged: the raw weights of the last update).")
@@ -87,6 +90,8 @@ def main(argv):
         print(f"{FLAGS.text_file} under {FLAGS.saved_model}: {n} tokens, perplexity {math.exp(nats):.2f}, "
               f"{nats:.4f} nats/token, <unk> {100 * unk / n:.2f}%")
         return
+    if FLAGS.batch_size < 0:
+        raise RnnLmError(f"--batch_size must be >= 0 (0: the model's own), got {FLAGS.batch_size}")
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
     common.load_tensorflow()
@@ -170,11 +175,15 @@ def adaptive_evaluator(config, vocab, model, settings):
     lists, a grid scored in one pass)."""
     from rnn_lm import adaptation, evaluation
     method = settings["method"]
+    train = config.train
+    warmup = train.eval_warmup if FLAGS.warmup < 0 else FLAGS.warmup
     if method == "static":
-        return evaluation.Evaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id)
+        return evaluation.Evaluator(model, FLAGS.batch_size or train.eval_batch_size, FLAGS.num_steps, vocab.eos_id,
+                                    warmup)
+    batch_size = FLAGS.batch_size or 1
     if method == "cache":
-        return adaptation.CacheEvaluator(model, FLAGS.batch_size, FLAGS.num_steps, vocab.eos_id, settings["size"],
-                                         settings["theta"], settings["lam"])
+        return adaptation.CacheEvaluator(model, batch_size, FLAGS.num_steps, vocab.eos_id, settings["size"],
+                                         settings["theta"], settings["lam"], warmup)
     ms = None
     if method == "rms":
         key = settings["segment"]
@@ -188,7 +197,7 @@ def adaptive_evaluator(config, vocab, model, settings):
         cache = adaptation.CacheGrid(model.config.hidden_size, np.atleast_1d(settings["size"]),
                                      np.atleast_1d(settings["theta"]))
     return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], method,
-                                       settings["decay"], ms, FLAGS.batch_size, cache, settings.get("lam", 0.0))
+                                       settings["decay"], ms, batch_size, cache, settings.get("lam", 0.0), warmup)
 
 
 def describe(settings):

@@ -53,7 +53,7 @@ def token_file_windows(tokens, batch_size, num_steps, start_window=0, block_wind
     return tf.data.Dataset.from_generator(windows, output_signature=spec).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_windows(ids, batch_size, num_steps, start_id):
+def eval_windows(ids, batch_size, num_steps, start_id, warmup=0):
     """(inputs, targets, weights) windows that score every token of ``ids`` exactly once.
 
     The stream is prefixed with ``start_id`` (``<eos>``, the start-of-sentence
@@ -61,17 +61,27 @@ def eval_windows(ids, batch_size, num_steps, start_id):
     padded with weight-0 targets to a whole number of windows instead of
     dropping the remainder; every window has the static shape
     [batch_size, num_steps], so the evaluation graph is traced once.
+
+    Row b scores the b-th of ``batch_size`` equal parts of the stream.  Each row
+    but the first starts from the zero state, where a single stream (batch 1)
+    would carry the text before it; ``warmup`` > 0 lets it read up to that many
+    tokens before its part first, unscored (weight 0), so that its state has
+    seen context by the time it scores.
     """
     stream = np.concatenate([[start_id], np.asarray(ids, dtype=np.int32)])
     num_targets = len(stream) - 1
     batch_size = max(1, min(batch_size, num_targets))
     per_row = -(-num_targets // batch_size)  # targets per row, rounded up
-    row_len = -(-per_row // num_steps) * num_steps  # padded to whole windows
-    # Row b predicts targets [b * per_row, (b + 1) * per_row); inputs start one token earlier.
+    first = np.arange(batch_size)[:, None] * per_row  # [B, 1]: each row's first target
+    lead = np.minimum(first, warmup)  # the tokens it reads before it
+    row_len = -(-(per_row + int(lead.max())) // num_steps) * num_steps  # padded to whole windows
+    # Row b predicts targets [first, first + per_row) after reading `lead` inputs; inputs start one
+    # token earlier than their targets.
     t = np.arange(row_len)[None, :]
-    pos = np.arange(batch_size)[:, None] * per_row + t  # [B, row_len], position of the input
-    real = (t < per_row) & (pos < num_targets)
-    pos = np.where(real, pos, 0)
+    pos = first - lead + t  # [B, row_len], position of the input
+    read = (t < lead + per_row) & (pos < num_targets)
+    real = read & (t >= lead)
+    pos = np.where(read, pos, 0)
     inputs, targets = stream[pos], stream[pos + 1]
     weights = real.astype(np.float32)
 
