@@ -2,6 +2,7 @@
 fp32 matmul rate, and this process' memory (the resident set: TensorFlow allocates in C++, where
 tracemalloc sees nothing)."""
 
+import importlib.metadata
 import os
 import platform
 import resource
@@ -37,12 +38,12 @@ def cpu_has_bf16():
 
 
 def torch_version():
-    """PyTorch's version, or None when it does not import (it is optional)."""
+    """PyTorch's installed version, or None (it is optional).  Read from the package's metadata, not
+    by importing it: PyTorch is only ever imported in a process of its own (rnn_lm_tools.torch_steps)."""
     try:
-        import torch
-    except Exception:  # any failure to import means: no PyTorch variant
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return torch.__version__
 
 
 def machine_info():

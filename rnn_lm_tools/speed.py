@@ -17,7 +17,8 @@ embedding = hidden = H, batch B, window T):
                  step in variables, exactly as TrainStep does
     torch        the same with torch.nn.LSTM / GRU / RNN (only if torch imports;
                  its GRU is the reset-after form, a different function with
-                 the same matmuls)
+                 the same matmuls), run in a child process that imports torch
+                 and not TensorFlow (``rnn_lm_tools.torch_steps``)
     torch_adaptive  the same with torch.nn.AdaptiveLogSoftmaxWithLoss, the
                  same cutoffs and factor
     softmax      the profile's other half: TrainStep's work without the
@@ -69,47 +70,13 @@ from rnn_lm.errors import RnnLmError
 from rnn_lm.model import RNNLanguageModel
 from rnn_lm_tools import machine
 from rnn_lm_tools import timing
+from rnn_lm_tools.sizes import INIT_SCALE, LEARNING_RATE, MAX_GRAD_NORM, SIZES, random_batches  # noqa: F401
+from rnn_lm_tools.torch_steps import TorchUnavailable, TorchWorker
 
-# Speed does not depend on these, as long as the weights stay finite (NaN/inf
-# arithmetic runs at other speeds): with clipping to 0.25, a unit learning
-# rate moves the weights by at most 0.25 per step.
-LEARNING_RATE = 1.0
-MAX_GRAD_NORM = 0.25
-INIT_SCALE = 0.1
 TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "rnn_lm_adaptive", "keras", "torch",
                   "torch_adaptive", "softmax")
 ADAPTIVE_VARIANTS = ("rnn_lm_adaptive", "torch_adaptive")
 MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSize:
-    """One benchmarked model size; the embedding is as wide as the hidden state."""
-    name: str
-    hidden_size: int
-    num_steps: int
-    num_layers: int = 2
-    vocab_size: int = 10_000
-    batch_size: int = 20
-    zipf: bool = False  # ids drawn from a Zipf law instead of uniformly
-
-    @property
-    def cutoffs(self):
-        """The adaptive softmax's cutoffs at this vocabulary size (training's defaults)."""
-        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive").cutoffs
-
-    @property
-    def tokens_per_step(self):
-        return self.batch_size * self.num_steps
-
-
-SIZES = {
-    "tiny": ModelSize("tiny", hidden_size=8, num_steps=4, vocab_size=50, batch_size=4),  # for tests
-    "small": ModelSize("small", hidden_size=200, num_steps=20),
-    "medium": ModelSize("medium", hidden_size=650, num_steps=35),
-    "wt2": ModelSize("wt2", hidden_size=200, num_steps=35, vocab_size=33_278, zipf=True),
-    "wt103": ModelSize("wt103", hidden_size=200, num_steps=35, vocab_size=267_735, zipf=True),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,19 +134,6 @@ def softmax_train_flops(size):
 
 # ----------------------------------------------------------------------------
 # The compared train steps.
-
-def random_batches(size, count=4, seed=0):
-    """``count`` (inputs, targets) pairs of random ids (uniform, or Zipf for ``size.zipf``), int32 [B, T]
-    numpy arrays."""
-    rng = np.random.default_rng(seed)
-    shape = (count, 2, size.batch_size, size.num_steps)
-    if size.zipf:
-        p = 1.0 / np.arange(1, size.vocab_size + 1)
-        ids = rng.choice(size.vocab_size, size=shape, p=p / p.sum()).astype(np.int32)
-    else:
-        ids = rng.integers(0, size.vocab_size, shape, dtype=np.int32)
-    return [(x, y) for x, y in ids]
-
 
 def make_rnn_lm(cell, size, seed=0, compute_dtype="float32", softmax="full"):
     """rnn_lm's language model at ``size``, initialised uniform(-0.1, 0.1) like training."""
@@ -324,45 +278,6 @@ def make_keras_step(cell, size, weights_from):
     return model, KerasTrainStep(model, size.batch_size)
 
 
-def make_torch_step(cell, size, batches, seed=0, adaptive=False):
-    """The same step in PyTorch, as a callable returning the loss; needs ``import torch``.  ``adaptive``:
-    with ``torch.nn.AdaptiveLogSoftmaxWithLoss`` (the cutoffs of ``size.cutoffs``, factor 4)."""
-    import torch
-
-    torch.manual_seed(seed)
-    H, V, L, B = size.hidden_size, size.vocab_size, size.num_layers, size.batch_size
-    rnn_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}[cell]
-    embedding = torch.nn.Embedding(V, H)
-    rnn = rnn_class(H, H, num_layers=L, batch_first=True)
-    if adaptive:
-        dense = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs=list(size.cutoffs), div_value=4.0)
-        loss_of = lambda outputs, targets: dense(outputs.reshape(-1, H), targets.reshape(-1)).loss
-    else:
-        dense = torch.nn.Linear(H, V)
-        loss_of = lambda outputs, targets: torch.nn.functional.cross_entropy(
-            dense(outputs).reshape(-1, V), targets.reshape(-1))
-    params = [*embedding.parameters(), *rnn.parameters(), *dense.parameters()]
-    optimizer = torch.optim.SGD(params, lr=LEARNING_RATE)
-    data = itertools.cycle([(torch.from_numpy(x).long(), torch.from_numpy(y).long()) for x, y in batches])
-    zeros = torch.zeros(L, B, H)
-    state = (zeros, zeros.clone()) if cell == "lstm" else zeros
-
-    def step():
-        nonlocal state
-        inputs, targets = next(data)
-        optimizer.zero_grad(set_to_none=True)
-        outputs, new_state = rnn(embedding(inputs), state)  # [B, T, H]
-        loss = loss_of(outputs, targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-        optimizer.step()
-        # Detached: the next window's backward stops here (truncated BPTT).
-        state = tuple(s.detach() for s in new_state) if cell == "lstm" else new_state.detach()
-        return loss.item()
-
-    return step
-
-
 def _tf_step_fn(step, batches):
     """A TrainStep-like object as a no-argument callable returning the loss (which syncs)."""
     data = itertools.cycle([(tf.constant(x), tf.constant(y)) for x, y in batches])
@@ -385,15 +300,21 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     import.
     """
     batches = random_batches(size, seed=seed)
-    fns, runtimes, rows = {}, {}, {}
+    fns, runtimes, rows, workers = {}, {}, {}, []
     for variant in variants:
         if variant.startswith("torch") and machine.torch_version() is None:
             continue
         if variant in ADAPTIVE_VARIANTS and not size.zipf:
             continue  # the adaptive softmax is for the large vocabularies
         logging.info("%s %s: building %s", size.name, cell, variant)
-        if variant.startswith("torch"):
-            fns[variant] = make_torch_step(cell, size, batches, seed, adaptive=variant == "torch_adaptive")
+        if variant.startswith("torch"):  # in a process of its own (rnn_lm_tools.torch_steps)
+            try:
+                worker = TorchWorker(cell, size.name, seed, adaptive=variant == "torch_adaptive")
+            except TorchUnavailable as e:
+                logging.warning("%s %s: %s skipped: %s", size.name, cell, variant, e)
+                continue
+            workers.append(worker)
+            fns[variant] = worker
             runtimes[variant] = "torch"
         elif variant == "keras":
             _, step = make_keras_step(cell, size, make_rnn_lm(cell, size, seed))
@@ -406,16 +327,20 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
             step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype, softmax), size,
                                     jit_compile=variant == "rnn_lm_xla", loss_scale=dtype == "float16")
             fns[variant] = _tf_step_fn(step, batches)
-    # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
-    # TensorFlow's kernel cache, and the next call of an already warm step
-    # would pay to rebuild it (0.5 s at small size) inside a timed round.
-    for variant, fn in fns.items():
-        first = timing.first_call_and_warmup(fn, warmup)
-        rows[variant] = {"config": size.name, "cell": cell, "variant": variant, "first_call_s": first,
-                         "rss_mb": machine.rss_mb(), "max_rss_mb": machine.max_rss_mb()}
-    logging.info("%s %s: timing %s, %d rounds of %d steps", size.name, cell, ", ".join(fns), rounds,
-                 steps_per_round)
-    times, last = timing.interleaved(fns, rounds, steps_per_round, runtimes)
+    try:
+        # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
+        # TensorFlow's kernel cache, and the next call of an already warm step
+        # would pay to rebuild it (0.5 s at small size) inside a timed round.
+        for variant, fn in fns.items():
+            first = timing.first_call_and_warmup(fn, warmup)
+            rows[variant] = {"config": size.name, "cell": cell, "variant": variant, "first_call_s": first,
+                             "rss_mb": machine.rss_mb(), "max_rss_mb": machine.max_rss_mb()}
+        logging.info("%s %s: timing %s, %d rounds of %d steps", size.name, cell, ", ".join(fns), rounds,
+                     steps_per_round)
+        times, last = timing.interleaved(fns, rounds, steps_per_round, runtimes)
+    finally:
+        for worker in workers:
+            worker.close()
     tokens = size.tokens_per_step
     for variant, secs in times.items():
         # The adaptive softmax's work depends on the targets: no analytic count.
@@ -512,7 +437,7 @@ def run(settings):
                "generate": [], "notes": list(NOTES)}
     if "torch" in settings.variants:
         results["notes"].append(
-            "PyTorch does not import here: its variant was skipped" if machine.torch_version() is None else
+            "PyTorch is not installed here: its variants were skipped" if machine.torch_version() is None else
             "torch.nn.GRU is the reset-after GRU: a different function with the same matmuls")
     results["matmul_peak"], peak = None, None
     if settings.peak_size:

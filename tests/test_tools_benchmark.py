@@ -115,3 +115,34 @@ def test_large_vocabularies_draw_zipf_ids_and_time_the_adaptive_softmax():
     # At a small vocabulary the adaptive variants are skipped.
     assert {r["variant"] for r in speed.benchmark_training("lstm", TINY, ("rnn_lm", "rnn_lm_adaptive"), rounds=1,
                                                            steps_per_round=1, warmup=0)} == {"rnn_lm"}
+
+
+def test_the_torch_worker_is_skipped_in_one_line_where_torch_does_not_import(tmp_path, monkeypatch):
+    """A PyTorch that fails to import (here a stand-in module that raises) ends in TorchUnavailable
+    naming the error, and the benchmark's process never imported torch."""
+    import os
+    import sys
+
+    from rnn_lm_tools.torch_steps import TorchUnavailable, TorchWorker
+    (tmp_path / "torch.py").write_text("raise ImportError('this PyTorch is broken')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(TorchUnavailable, match="ImportError: this PyTorch is broken"):
+        TorchWorker("lstm", "tiny")
+    assert "torch" not in sys.modules
+
+
+@pytest.mark.skipif(machine.torch_version() is None, reason="PyTorch is not installed (the torch extra)")
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_the_torch_worker_trains_in_its_own_process(adaptive):
+    """The first loss of a fresh model is about ln |V| (PyTorch's small initial weights predict nearly
+    uniformly); SGD with clipping then lowers it on the repeated batches."""
+    from rnn_lm_tools.torch_steps import TorchWorker
+    size = speed.SIZES["wt2"] if adaptive else TINY
+    worker = TorchWorker("lstm", size.name, seed=0, adaptive=adaptive)
+    try:
+        losses = [worker() for _ in range(12)]
+    finally:
+        worker.close()
+    assert worker.version.startswith(machine.torch_version())  # the metadata drops the local "+cu130"
+    assert losses[0] == pytest.approx(np.log(size.vocab_size), rel=0.05)
+    assert losses[-1] < losses[0]

@@ -95,7 +95,7 @@ def main(argv):
     from rnn_lm.config import Config
     Config.load(FLAGS.model_dir)  # a wrong directory is reported before TensorFlow loads
     common.load_tensorflow()
-    from rnn_lm import checkpoints, evaluation
+    from rnn_lm import checkpoints
     from rnn_lm.data import corpus as corpus_lib
     from rnn_lm.data.tokenizers import get_tokenizer
 

@@ -1,0 +1,58 @@
+"""The benchmark's model sizes and random batches, without TensorFlow: the PyTorch worker
+(``rnn_lm_tools.torch_steps``) builds the same models from them in a process of its own."""
+
+import dataclasses
+
+import numpy as np
+
+from rnn_lm.config import ModelConfig
+
+# Speed does not depend on these, as long as the weights stay finite (NaN/inf
+# arithmetic runs at other speeds): with clipping to 0.25, a unit learning
+# rate moves the weights by at most 0.25 per step.
+LEARNING_RATE = 1.0
+MAX_GRAD_NORM = 0.25
+INIT_SCALE = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSize:
+    """One benchmarked model size; the embedding is as wide as the hidden state."""
+    name: str
+    hidden_size: int
+    num_steps: int
+    num_layers: int = 2
+    vocab_size: int = 10_000
+    batch_size: int = 20
+    zipf: bool = False  # ids drawn from a Zipf law instead of uniformly
+
+    @property
+    def cutoffs(self):
+        """The adaptive softmax's cutoffs at this vocabulary size (training's defaults)."""
+        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive").cutoffs
+
+    @property
+    def tokens_per_step(self):
+        return self.batch_size * self.num_steps
+
+
+SIZES = {
+    "tiny": ModelSize("tiny", hidden_size=8, num_steps=4, vocab_size=50, batch_size=4),  # for tests
+    "small": ModelSize("small", hidden_size=200, num_steps=20),
+    "medium": ModelSize("medium", hidden_size=650, num_steps=35),
+    "wt2": ModelSize("wt2", hidden_size=200, num_steps=35, vocab_size=33_278, zipf=True),
+    "wt103": ModelSize("wt103", hidden_size=200, num_steps=35, vocab_size=267_735, zipf=True),
+}
+
+
+def random_batches(size, count=4, seed=0):
+    """``count`` (inputs, targets) pairs of random ids (uniform, or Zipf for ``size.zipf``), int32 [B, T]
+    numpy arrays."""
+    rng = np.random.default_rng(seed)
+    shape = (count, 2, size.batch_size, size.num_steps)
+    if size.zipf:
+        p = 1.0 / np.arange(1, size.vocab_size + 1)
+        ids = rng.choice(size.vocab_size, size=shape, p=p / p.sum()).astype(np.int32)
+    else:
+        ids = rng.integers(0, size.vocab_size, shape, dtype=np.int32)
+    return [(x, y) for x, y in ids]
