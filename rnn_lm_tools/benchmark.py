@@ -1,4 +1,4 @@
-"""rnn-lm-benchmark: rnn_lm's training and generation speed against Keras' built-in layers.
+"""rnn-lm-benchmark: rnn_lm's training, generation and evaluation speed against Keras' built-in layers.
 
     rnn-lm-benchmark --json_out=bench.json                    # everything (~15 min on 2 cores)
     rnn-lm-benchmark --configs=small --cells=lstm --rounds=4  # a quick look
@@ -42,6 +42,8 @@ flags.DEFINE_integer("steps_per_round", 3, "Train steps of each variant per roun
 flags.DEFINE_integer("warmup", 1, "Untimed steps of each variant after its first (tracing) call.")
 flags.DEFINE_integer("generate_tokens", 50, "Tokens per greedy generation; 0: skip generation.")
 flags.DEFINE_list("generate_batch_sizes", ["1", "32"], "Batch sizes of the generation benchmark.")
+flags.DEFINE_integer("eval_tokens", 20_000, "Tokens of the evaluation benchmark (batch 1 against training's "
+                     "batched default); 0: skip it.")
 flags.DEFINE_integer("peak_size", 2048, "n of the n x n x n matmuls that measure the fp32 peak; 0: skip.")
 flags.DEFINE_integer("seed", 0, "Seed of weights and random batches.")
 flags.DEFINE_string("json_out", "", "Also write all results here as JSON.")
@@ -75,7 +77,8 @@ def settings_from_flags():
     return speed.Settings(
         cells=tuple(f.cells), configs=tuple(f.configs), variants=variants, rounds=f.rounds,
         steps_per_round=f.steps_per_round, warmup=f.warmup, generate_tokens=f.generate_tokens,
-        generate_batch_sizes=batch_sizes, peak_size=f.peak_size, seed=f.seed).validate()
+        generate_batch_sizes=batch_sizes, eval_tokens=f.eval_tokens, peak_size=f.peak_size,
+        seed=f.seed).validate()
 
 
 def _range(s, fmt="{:.0f}"):
@@ -131,6 +134,18 @@ def print_report(results):
             if r.get("adaptive_vs_full"):
                 print(f"{'':<18}{_range(ms['rnn_lm_adaptive'], '{:.3f}'):>24}   (rnn_lm, adaptive softmax: "
                       f"x {_range(r['adaptive_vs_full'], '{:.2f}')} the full softmax's speed)")
+    if results["evaluate"]:
+        r0 = results["evaluate"][0]
+        print(f"\nevaluation, {r0['tokens']} tokens, tokens/s median [min–max]: one exact stream against "
+              f"{r0['batch_size']} streams with {r0['warmup']} tokens of warm-up (training's default)")
+        header = f"{'config':<7}{'cell':<6}{'batch 1':>22}{'batched':>22}{'batched x':>19}{'ppl difference':>16}"
+        print(header)
+        print("-" * len(header))
+        for r in results["evaluate"]:
+            t, ppl = r["tokens_per_sec"], r["perplexity"]
+            print(f"{r['config']:<7}{r['cell']:<6}{_range(t['batch_1']):>22}{_range(t['batched']):>22}"
+                  f"{_range(r['batched_vs_batch_1'], '{:.2f}'):>19}"
+                  f"{100 * (ppl['batched'] / ppl['batch_1'] - 1):>+15.3f}%")
     print(f"\npeak resident set (ru_maxrss): {results['max_rss_mb']:.0f} MB")
     for note in results["notes"]:
         print(f"note: {note}")

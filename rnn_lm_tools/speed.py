@@ -27,7 +27,8 @@ embedding = hidden = H, batch B, window T):
                  full step's time minus this one is the recurrence's share
 
 and greedy generation: ``rnn_lm.decoding.sample`` (the whole token loop is one
-graph call) against the Keras cells called once per token from Python.
+graph call) against the Keras cells called once per token from Python; and
+evaluation: the exact single stream against training's default batched one.
 
 How it is timed (``rnn_lm_tools.timing``): on a small shared machine absolute
 speed drifts, so the variants run interleaved, A B C then C B A, round after
@@ -90,6 +91,7 @@ class Settings:
     warmup: int = 1
     generate_tokens: int = 50
     generate_batch_sizes: tuple = (1, 32)
+    eval_tokens: int = 20_000
     peak_size: int = 2048
     seed: int = 0
 
@@ -103,7 +105,7 @@ class Settings:
         for name in ("rounds", "steps_per_round"):
             if getattr(self, name) <= 0:
                 raise RnnLmError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("warmup", "generate_tokens", "peak_size"):
+        for name in ("warmup", "generate_tokens", "peak_size", "eval_tokens"):
             if getattr(self, name) < 0:
                 raise RnnLmError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if any(b <= 0 for b in self.generate_batch_sizes):
@@ -419,6 +421,32 @@ def benchmark_generation(cell, size, batch_sizes=(1, 32), num_tokens=100, rounds
     return rows
 
 
+def benchmark_evaluation(cell, size, num_tokens=10_000, rounds=6, seed=0):
+    """Evaluation tokens/s (``evaluation.Evaluator`` over ``num_tokens`` random ids, the windows of
+    ``size``): the exact single stream (batch 1) against training's default, ``TrainConfig``'s
+    eval_batch_size streams with eval_warmup, interleaved; one dict, with the paired speed-up and
+    the two perplexities (they differ by the warm-up's approximation, on random ids by little)."""
+    from rnn_lm.config import TrainConfig
+    from rnn_lm.evaluation import Evaluator
+    model = make_rnn_lm(cell, size, seed)
+    ids = np.concatenate([x.ravel() for x, _ in random_batches(size, count=-(-num_tokens // size.tokens_per_step),
+                                                               seed=seed)])[:num_tokens]
+    default = TrainConfig()
+    evaluators = {"batch_1": Evaluator(model, 1, size.num_steps, 0),
+                  "batched": Evaluator(model, default.eval_batch_size, size.num_steps, 0, default.eval_warmup)}
+    nats = {name: [] for name in evaluators}
+    fns = {name: (lambda name=name, e=e: nats[name].append(e.mean_cross_entropy(ids))) for name, e in evaluators.items()}
+    for fn in fns.values():
+        fn()
+    logging.info("%s %s: timing evaluation", size.name, cell)
+    times, _ = timing.interleaved(fns, rounds, 1)
+    return {"config": size.name, "cell": cell, "tokens": len(ids), "batch_size": default.eval_batch_size,
+            "warmup": default.eval_warmup,
+            "tokens_per_sec": {name: timing.summarize([len(ids) / s for s in secs]) for name, secs in times.items()},
+            "batched_vs_batch_1": timing.paired_ratio(times["batch_1"], times["batched"]),
+            "perplexity": {name: float(np.exp(v[0])) for name, v in nats.items()}}
+
+
 NOTES = [
     "tokens/s and ms/token: median [min-max] over interleaved rounds; x keras: per-round paired ratio "
     "(>1 is faster than Keras)",
@@ -434,7 +462,7 @@ def run(settings):
     """Runs everything ``settings`` asks for; returns the JSON-ready results."""
     settings.validate()
     results = {"machine": machine.machine_info(), "settings": dataclasses.asdict(settings), "train": [],
-               "generate": [], "notes": list(NOTES)}
+               "generate": [], "evaluate": [], "notes": list(NOTES)}
     if "torch" in settings.variants:
         results["notes"].append(
             "PyTorch is not installed here: its variants were skipped" if machine.torch_version() is None else
@@ -455,5 +483,8 @@ def run(settings):
                 results["generate"] += benchmark_generation(
                     cell, size, settings.generate_batch_sizes, settings.generate_tokens, settings.rounds,
                     settings.seed)
+            if settings.eval_tokens:
+                results["evaluate"].append(benchmark_evaluation(cell, size, settings.eval_tokens, settings.rounds,
+                                                                settings.seed))
     results["max_rss_mb"] = machine.max_rss_mb()
     return results

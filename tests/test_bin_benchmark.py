@@ -8,6 +8,7 @@ Timings are never asserted: they depend on the machine and its load.
 import json
 
 import numpy as np
+import pytest
 
 from tests.helpers import run
 
@@ -16,11 +17,11 @@ def test_binary_end_to_end_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = run("rnn_lm_tools.benchmark", "--configs=tiny", "--cells=gru", "--rounds=2", "--steps_per_round=1", "--warmup=0",
                        "--jit=off", "--torch=off", "--generate_tokens=3", "--generate_batch_sizes=1,2",
-                       "--bfloat16=on", "--float16=on", "--peak_size=64", f"--json_out={out}")
+                       "--eval_tokens=300", "--bfloat16=on", "--float16=on", "--peak_size=64", f"--json_out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tokens/s" in proc.stdout and "ms/token" in proc.stdout
     results = json.loads(out.read_text())
-    assert {"machine", "settings", "matmul_peak", "train", "generate", "max_rss_mb", "notes"} <= set(results)
+    assert {"machine", "settings", "matmul_peak", "train", "generate", "evaluate", "max_rss_mb", "notes"} <= set(results)
     assert results["matmul_peak"]["gflops"]["median"] > 0
     assert [r["variant"] for r in results["train"]] == ["rnn_lm", "rnn_lm_bf16", "rnn_lm_fp16", "keras", "softmax"]
     # Same weights and batches: the 16-bit steps' last loss is float32's to 16-bit accuracy.
@@ -37,6 +38,11 @@ def test_binary_end_to_end_writes_json(tmp_path):
     for row in results["generate"]:
         assert set(row["ms_per_token"]) == {"rnn_lm", "keras"}
         assert row["tokens_agree"] == 1.0  # same weights, same greedy tokens
+    (evaluate,) = results["evaluate"]
+    assert evaluate["tokens"] == 300 and set(evaluate["tokens_per_sec"]) == {"batch_1", "batched"}
+    # Random ids under a random model: the warm-up's approximation moves the perplexity by little.
+    assert evaluate["perplexity"]["batched"] == pytest.approx(evaluate["perplexity"]["batch_1"], rel=0.01)
+    assert "evaluation, 300 tokens" in proc.stdout
     assert results["max_rss_mb"] > 0
 
 
