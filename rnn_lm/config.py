@@ -16,6 +16,7 @@ from rnn_lm.files import write_json
 
 CELL_TYPES = ("elman", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
+BACKWARDS = ("auto", "autodiff", "written")
 LEVELS = tuple(TOKENIZERS)
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("epoch", "plateau")
@@ -258,6 +259,10 @@ class TrainConfig:
                                  "resumed run repeats the uninterrupted run's losses (slower on GPUs).")
     jit_compile: bool = _field(False, "Compile the train step and the decoding step with XLA (measure: it "
                                "does not always pay).")
+    backward: str = _field("auto", "How the recurrent layers' gradients are computed: autodiff (TensorFlow "
+                           "differentiates the unrolled loop), written (backpropagation through time written out, "
+                           "rnn_lm/bptt.py: the same gradients, the recurrent weights' in one product over the "
+                           "window), or auto (for each cell the faster of the two, as measured).", BACKWARDS)
     compute_dtype: str = _field("float32", "Mixed precision (Keras' mixed_bfloat16 / mixed_float16): cells and "
                                 "softmax product in 16 bits; variables, state, softmax and loss in float32; "
                                 "float16 with dynamic loss scaling. Pays only on GPUs and CPUs with native "
@@ -372,7 +377,7 @@ RESUMABLE_FIELDS = {
     "train": ("epochs", "max_steps", "learning_rate", "lr_decay", "decay_start_epoch", "plateau_threshold",
               "weight_decay", "max_grad_norm", "eval_batch_size", "eval_warmup", "log_every_steps", "save_every_steps",
               "save_every_secs", "nan_policy", "max_nonfinite_steps", "keep_checkpoints", "sample_tokens",
-              "sample_temperature", "deterministic", "jit_compile", "final_weights"),
+              "sample_temperature", "deterministic", "jit_compile", "backward", "final_weights"),
     "distribute": ("strategy", "num_cpu_devices", "tpu"),
 }
 

@@ -27,6 +27,7 @@ line of a stream is scored as if it stood alone.
 import keras
 import tensorflow as tf
 
+from rnn_lm import bptt
 from rnn_lm import cells as cells_lib
 from rnn_lm import losses
 from rnn_lm.adaptive import AdaptiveSoftmax
@@ -47,8 +48,10 @@ class RNNLanguageModel(keras.Model):
     (``adaptive_softmax``).
     """
 
-    def __init__(self, config, compute_dtype="float32", **kwargs):
+    def __init__(self, config, compute_dtype="float32", backward="auto", **kwargs):
         super().__init__(**kwargs)
+        # How the recurrent layers are differentiated (TrainConfig.backward): "autodiff" or "written".
+        self.backward = bptt.resolve(backward, config.cell)
         # Mixed precision: variables, state and logits stay float32 (so does the
         # loss); the cells and the softmax product run in compute_dtype.
         self.compute_dtype_ = tf.as_dtype(compute_dtype)
@@ -174,7 +177,7 @@ class RNNLanguageModel(keras.Model):
         reset = self.restarts(ids)
         new_state = []
         for layer, (cell, layer_state) in enumerate(zip(self.cells, state), start=1):
-            x, layer_state = unroll(cell, x, layer_state, reset=reset)  # [B, T, H]
+            x, layer_state = unroll(cell, x, layer_state, reset=reset, backward=self.backward)  # [B, T, H]
             if dropout:
                 x = self._dropout(x, c.dropout, layer, dropout_seed)
             new_state.append(_float32(layer_state))

@@ -95,7 +95,7 @@ class Trainer:
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
         with self.strategy.scope():  # under a strategy: a copy of each variable per replica
-            self.model = RNNLanguageModel(config.model, compute_dtype=t.compute_dtype)
+            self.model = RNNLanguageModel(config.model, compute_dtype=t.compute_dtype, backward=t.backward)
             self.optimizer = make_optimizer(t)
             if t.compute_dtype == "float16":  # dynamic loss scaling, so that small gradients do not underflow
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)

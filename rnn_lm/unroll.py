@@ -4,6 +4,8 @@ import collections
 
 import tensorflow as tf
 
+from rnn_lm import bptt
+
 # Longer static sequences use tf.while_loop; shorter ones are unrolled in
 # Python, which measured as fast or faster for the BPTT windows used here.
 MAX_STATIC_UNROLL = 100
@@ -18,7 +20,7 @@ what ``cell.step`` returned.
 """
 
 
-def unroll(cell, inputs, initial_state, step_hook=None, reset=None):
+def unroll(cell, inputs, initial_state, step_hook=None, reset=None, backward="autodiff"):
     """Runs ``cell`` over ``inputs`` [B, T, in] from ``initial_state``.
 
     What it computes, as pseudo-code (the fast path of the cell):
@@ -53,6 +55,10 @@ def unroll(cell, inputs, initial_state, step_hook=None, reset=None):
       reset: optional bool [B, T]; where true, the state going into step t
         is the zero state (nothing before it reaches that step, gradients
         included).
+      backward: "autodiff" (TensorFlow differentiates the loop), or "written":
+        ``rnn_lm.bptt``'s backward pass written out, where it applies (no
+        ``step_hook``, a static window of at most MAX_STATIC_UNROLL steps;
+        elsewhere autodiff).  The two compute the same values and gradients.
 
     Returns:
       (outputs [B, T, H], final_state), the state in the cell's own structure.
@@ -64,6 +70,9 @@ def unroll(cell, inputs, initial_state, step_hook=None, reset=None):
     state = tf.nest.map_structure(lambda s: tf.cast(s, inputs.dtype), initial_state)
     if reset is not None:
         reset = tf.transpose(reset)  # [T, B]
+    if backward == "written" and step_hook is None and bptt.supported(cell, num_steps, MAX_STATIC_UNROLL):
+        outputs, state = bptt.window(cell, x_proj, state, fused, reset)
+        return tf.transpose(outputs, [1, 0, 2]), state
     if num_steps is not None and num_steps <= MAX_STATIC_UNROLL:
         outputs = []
         for t, x_t in enumerate(tf.unstack(x_proj, num=num_steps)):

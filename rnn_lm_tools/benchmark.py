@@ -28,6 +28,8 @@ flags.DEFINE_list("configs", ["small", "medium"], "Model sizes: small (H=200, 20
                   "and WikiText-103's 267,735 words, Zipf-distributed ids); all 2 layers, batch 20; tiny is for "
                   "tests.")
 flags.DEFINE_list("jit", ["off", "on"], "Which of rnn_lm's train steps to time: off (graph), on (XLA).")
+flags.DEFINE_enum("bptt", "on", ["on", "off"], "Also rnn_lm with backpropagation through time written out "
+                  "(--backward=written) beside autodiff's.")
 flags.DEFINE_enum("torch", "auto", ["auto", "off"], "auto: include PyTorch when it imports.")
 flags.DEFINE_enum("adaptive", "on", ["on", "off"], "At the large vocabularies (wt2, wt103), also rnn_lm and "
                   "PyTorch with the adaptive softmax.")
@@ -63,6 +65,8 @@ def settings_from_flags():
     except ValueError:
         raise RnnLmError(f"--generate_batch_sizes must be integers, got {','.join(f.generate_batch_sizes)}")
     variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit))
+    if f.bptt == "on":
+        variants += ("rnn_lm_bptt",)
     if f.bfloat16 == "on" or (f.bfloat16 == "auto" and machine.cpu_has_bf16()):
         variants += ("rnn_lm_bf16",)
     if f.float16 == "on":

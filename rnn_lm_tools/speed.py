@@ -4,7 +4,10 @@ What is compared, for one cell and one model size (vocabulary |V|, 2 layers,
 embedding = hidden = H, batch B, window T):
 
     variant      train step
-    rnn_lm       rnn_lm.train_step.TrainStep, the one training uses
+    rnn_lm       rnn_lm.train_step.TrainStep, the one training uses, with
+                 TensorFlow's autodiff through the unrolled loop
+    rnn_lm_bptt  the same with backpropagation through time written out
+                 (``--backward=written``, rnn_lm/bptt.py)
     rnn_lm_xla   the same with jit_compile=True
     rnn_lm_bf16  the same with bfloat16 mixed precision (cells and softmax
                  product in bfloat16, variables, state and loss in float32)
@@ -74,8 +77,8 @@ from rnn_lm_tools import timing
 from rnn_lm_tools.sizes import INIT_SCALE, LEARNING_RATE, MAX_GRAD_NORM, SIZES, random_batches  # noqa: F401
 from rnn_lm_tools.torch_steps import TorchUnavailable, TorchWorker
 
-TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "rnn_lm_adaptive", "keras", "torch",
-                  "torch_adaptive", "softmax")
+TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_bptt", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_fp16", "rnn_lm_adaptive",
+                  "keras", "torch", "torch_adaptive", "softmax")
 ADAPTIVE_VARIANTS = ("rnn_lm_adaptive", "torch_adaptive")
 MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
 
@@ -137,12 +140,13 @@ def softmax_train_flops(size):
 # ----------------------------------------------------------------------------
 # The compared train steps.
 
-def make_rnn_lm(cell, size, seed=0, compute_dtype="float32", softmax="full"):
+def make_rnn_lm(cell, size, seed=0, compute_dtype="float32", softmax="full", backward="autodiff"):
     """rnn_lm's language model at ``size``, initialised uniform(-0.1, 0.1) like training."""
     keras.utils.set_random_seed(seed)
     return RNNLanguageModel(ModelConfig(
         vocab_size=size.vocab_size, cell=cell, num_layers=size.num_layers, hidden_size=size.hidden_size,
-        embedding_size=size.hidden_size, init_scale=INIT_SCALE, softmax=softmax), compute_dtype=compute_dtype)
+        embedding_size=size.hidden_size, init_scale=INIT_SCALE, softmax=softmax), compute_dtype=compute_dtype,
+        backward=backward)
 
 
 def make_rnn_lm_step(model, size, jit_compile=False, loss_scale=False):
@@ -326,7 +330,8 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         else:
             dtype = MIXED_PRECISION.get(variant, "float32")
             softmax = "adaptive" if variant == "rnn_lm_adaptive" else "full"
-            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype, softmax), size,
+            backward = "written" if variant == "rnn_lm_bptt" else "autodiff"
+            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype, softmax, backward), size,
                                     jit_compile=variant == "rnn_lm_xla", loss_scale=dtype == "float16")
             fns[variant] = _tf_step_fn(step, batches)
     try:

@@ -131,14 +131,14 @@ def sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def make_model(seed=0, **overrides):
+def make_model(seed=0, backward="auto", **overrides):
     """A tiny model (|V| 7, 2-layer LSTM of 4 units, embedding 3 unless overridden) whose every variable,
     biases included, holds distinct random values."""
     from rnn_lm.model import RNNLanguageModel
     config = ModelConfig(**{**dict(vocab_size=7, cell="lstm", num_layers=2, hidden_size=4,
                                    embedding_size=3), **overrides})
     config.validate()
-    model = RNNLanguageModel(config)
+    model = RNNLanguageModel(config, backward=backward)
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
         v.assign(rng.uniform(-0.7, 0.7, v.shape))

@@ -23,11 +23,13 @@ def test_binary_end_to_end_writes_json(tmp_path):
     results = json.loads(out.read_text())
     assert {"machine", "settings", "matmul_peak", "train", "generate", "evaluate", "max_rss_mb", "notes"} <= set(results)
     assert results["matmul_peak"]["gflops"]["median"] > 0
-    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "rnn_lm_bf16", "rnn_lm_fp16", "keras", "softmax"]
+    assert [r["variant"] for r in results["train"]] == ["rnn_lm", "rnn_lm_bptt", "rnn_lm_bf16", "rnn_lm_fp16", "keras",
+                                                        "softmax"]
     # Same weights and batches: the 16-bit steps' last loss is float32's to 16-bit accuracy.
     final = {r["variant"]: r["final_loss"] for r in results["train"]}
     for variant in ("rnn_lm_bf16", "rnn_lm_fp16"):
         assert abs(final[variant] - final["rnn_lm"]) < 0.02 * final["rnn_lm"], (variant, final)
+    assert final["rnn_lm_bptt"] == pytest.approx(final["rnn_lm"], rel=1e-5)  # the same gradients, written out
     assert "where rnn_lm's step goes" in proc.stdout
     for row in results["train"]:
         assert row["flops_per_step"] == (3 * 16 * 800 if row["variant"] == "softmax" else 112_128)
