@@ -23,7 +23,7 @@ from rnn_lm.errors import RnnLmError
 # boundary_state reads this much of the training text, as this many contiguous streams.
 BOUNDARY_TOKENS = 200_000
 BOUNDARY_STREAMS = 32
-SENTENCE_BATCH = 128  # lines per graph call of SentenceScorer
+SENTENCE_BATCH = 32  # lines per graph call of SentenceScorer (docs/evaluation.md: faster than 16, 64 and 128)
 
 
 class Evaluator:

@@ -118,7 +118,12 @@ class RNNLanguageModel(keras.Model):
         if self.config.softmax == "adaptive":
             return self.adaptive_softmax.log_probs(h)
         w = tf.transpose(self.embedding) if self.config.tie_embeddings else self.V
-        return tf.cast(cells_lib.dense(h, tf.cast(w, h.dtype)), tf.float32) + self.b_y
+        flat = tf.reshape(h, [-1, tf.shape(h)[-1]])
+        # BiasAdd, not +: TensorFlow fuses a MatMul followed by a BiasAdd into one kernel.
+        logits = tf.nn.bias_add(tf.cast(tf.matmul(flat, tf.cast(w, h.dtype)), tf.float32), self.b_y)
+        logits = tf.reshape(logits, tf.concat([tf.shape(h)[:-1], [self.config.vocab_size]], axis=0))
+        logits.set_shape(h.shape[:-1].concatenate([self.config.vocab_size]))
+        return logits
 
     def token_nll(self, h, targets):
         """-log y_hat[target] per token from what the softmax reads: h [B, T, H], targets [B, T] -> [B, T].

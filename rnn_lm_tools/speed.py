@@ -440,7 +440,8 @@ def benchmark_evaluation(cell, size, num_tokens=10_000, rounds=6, seed=0):
     evaluators = {"batch_1": Evaluator(model, 1, size.num_steps, 0),
                   "batched": Evaluator(model, default.eval_batch_size, size.num_steps, 0, default.eval_warmup)}
     nats = {name: [] for name in evaluators}
-    fns = {name: (lambda name=name, e=e: nats[name].append(e.mean_cross_entropy(ids))) for name, e in evaluators.items()}
+    fns = {name: (lambda name=name, e=e: nats[name].append(e.mean_cross_entropy(ids)))
+           for name, e in evaluators.items()}
     for fn in fns.values():
         fn()
     logging.info("%s %s: timing evaluation", size.name, cell)

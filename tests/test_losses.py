@@ -58,3 +58,39 @@ def test_large_logits_are_stable():
     logits = tf.constant([[[0.0, 1000.0], [1000.0, 0.0]]])
     got = losses.token_cross_entropy(logits, tf.constant([[0, 0]])).numpy()
     np.testing.assert_allclose(got, [[1000.0, 0.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_the_gradient_is_the_softmax_minus_the_one_hot_target(dtype):
+    """dJ/dz for J the mean over tokens: (y_hat - y) / N, the lecture's gradient at the output, in NumPy;
+    repeated targets in a row of the batch, a weighted sum as the upstream gradient."""
+    rng = np.random.default_rng(1)
+    b, t, v = 2, 5, 7
+    logits = rng.normal(0, 2, (b, t, v))
+    targets = rng.integers(0, v, (b, t))
+    weights = rng.uniform(0, 1, (b, t))
+    z = tf.constant(logits, dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        cost = tf.reduce_sum(losses.token_cross_entropy(z, tf.constant(targets)) * weights)
+    y_hat = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    want = (y_hat - np.eye(v)[targets]) * weights[..., None]
+    np.testing.assert_allclose(tape.gradient(cost, z).numpy(), want, rtol=1e-12 if dtype == tf.float64 else 1e-5,
+                               atol=1e-7)
+
+
+def test_equals_tensorflows_fused_kernel():
+    """Values and gradients as tf.nn.sparse_softmax_cross_entropy_with_logits, on a vocabulary of 10,000."""
+    rng = np.random.default_rng(2)
+    z = tf.constant(rng.normal(0, 3, (40, 10_000)), tf.float32)
+    targets = tf.constant(rng.integers(0, 10_000, 40))
+    results = []
+    for fn in (losses.token_cross_entropy,
+               lambda logits, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            nll = fn(z, targets)
+            cost = tf.reduce_mean(nll)
+        results.append((nll.numpy(), tape.gradient(cost, z).numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-10)

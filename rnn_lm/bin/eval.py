@@ -55,7 +55,8 @@ flags.DEFINE_enum("sentence_start", "boundary", ["boundary", "zero"], "--per_sen
                   "line starts from. boundary: the mean state the model carries into <eos> over the training "
                   "text (a state it saw in training; computed when scoring starts); zero: h_(0) = 0. A model "
                   "trained with --reset_state=eos starts each line from zero either way.")
-flags.DEFINE_integer("sentences_per_batch", 128, "--per_sentence/--nbest: lines per graph call (lines are "
+flags.DEFINE_integer("sentences_per_batch", 0, "--per_sentence/--nbest: lines per graph call, 0: "
+                     "SENTENCE_BATCH in rnn_lm/evaluation.py (lines are "
                      "sorted by length into batches; the output keeps the input order).")
 flags.DEFINE_integer("cache_size", 0, "Neural cache: mix in a distribution over the words that followed "
                      "the last N hidden states (Grave et al. 2017); 0: off.")
@@ -104,8 +105,9 @@ def main(argv):
     if FLAGS.per_sentence or FLAGS.nbest:
         if not FLAGS.text_file:
             raise RnnLmError(f"--{'nbest' if FLAGS.nbest else 'per_sentence'} needs --text_file")
-        if FLAGS.sentences_per_batch < 1:
-            raise RnnLmError(f"--sentences_per_batch must be positive, got {FLAGS.sentences_per_batch}")
+        if FLAGS.sentences_per_batch < 0:
+            raise RnnLmError(f"--sentences_per_batch must be >= 0 (0: the default), got "
+                             f"{FLAGS.sentences_per_batch}")
         lines, hypotheses = read_text_file(), None
         if FLAGS.nbest:
             hypotheses, lines = split_nbest(lines)
@@ -304,11 +306,11 @@ def score_lines(config, vocab, model, lines, hypotheses=None):
     speed on stderr."""
     import time
     from rnn_lm.data.tokenizers import get_tokenizer
-    from rnn_lm.evaluation import SentenceScorer
+    from rnn_lm.evaluation import SENTENCE_BATCH, SentenceScorer
     start_state = sentence_start(config, vocab, model)
     began = time.perf_counter()
-    scorer = SentenceScorer(model, vocab, get_tokenizer(config.data.level, FLAGS.model_dir), FLAGS.sentences_per_batch,
-                            start_state)
+    scorer = SentenceScorer(model, vocab, get_tokenizer(config.data.level, FLAGS.model_dir),
+                            FLAGS.sentences_per_batch or SENTENCE_BATCH, start_state)
     rows = scorer.score(lines, desc="scoring")
     seconds = time.perf_counter() - began
     ranks = rank_hypotheses(hypotheses, [r[1] for r in rows]) if hypotheses else None
