@@ -52,15 +52,19 @@ _ELMAN_DERIVATIVE = {
 }
 
 
-# backward="auto": what each cell uses, the faster as measured (docs/performance.md, "Backpropagation
-# through time written out": at medium size 1.08x autodiff for the LSTM, 1.20x for the GRU, the Elman
-# cell and the small sizes within the noise).
-AUTO = {"lstm": "written", "gru": "written", "elman": "autodiff"}
+# backward="auto": the written backward for these cells from this many hidden units on, autodiff
+# below and for the Elman cell, as measured (docs/performance.md, "Backpropagation through time
+# written out"): at H = 650 it was 1.08-1.09x autodiff for the LSTM and 1.19-1.20x for the GRU; at
+# H = 200, where the softmax part is most of the step, 0.95-0.98x and 1.00-1.04x; the Elman cell
+# within the noise at both.
+AUTO_FROM_HIDDEN = {"lstm": 400, "gru": 400}
 
 
-def resolve(backward, cell_type):
-    """"autodiff" or "written" for TrainConfig.backward (auto: ``AUTO``'s choice for the cell)."""
-    return AUTO[cell_type] if backward == "auto" else backward
+def resolve(backward, cell_type, hidden_size):
+    """"autodiff" or "written" for TrainConfig.backward (auto: by ``AUTO_FROM_HIDDEN``)."""
+    if backward != "auto":
+        return backward
+    return "written" if hidden_size >= AUTO_FROM_HIDDEN.get(cell_type, float("inf")) else "autodiff"
 
 
 def supported(cell, num_steps, max_steps):

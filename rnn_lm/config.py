@@ -262,7 +262,7 @@ class TrainConfig:
     backward: str = _field("auto", "How the recurrent layers' gradients are computed: autodiff (TensorFlow "
                            "differentiates the unrolled loop), written (backpropagation through time written out, "
                            "rnn_lm/bptt.py: the same gradients, the recurrent weights' in one product over the "
-                           "window), or auto (for each cell the faster of the two, as measured).", BACKWARDS)
+                           "window), or auto (the faster of the two for the cell and size, as measured).", BACKWARDS)
     compute_dtype: str = _field("float32", "Mixed precision (Keras' mixed_bfloat16 / mixed_float16): cells and "
                                 "softmax product in 16 bits; variables, state, softmax and loss in float32; "
                                 "float16 with dynamic loss scaling. Pays only on GPUs and CPUs with native "

@@ -51,7 +51,7 @@ class RNNLanguageModel(keras.Model):
     def __init__(self, config, compute_dtype="float32", backward="auto", **kwargs):
         super().__init__(**kwargs)
         # How the recurrent layers are differentiated (TrainConfig.backward): "autodiff" or "written".
-        self.backward = bptt.resolve(backward, config.cell)
+        self.backward = bptt.resolve(backward, config.cell, config.hidden_size)
         # Mixed precision: variables, state and logits stay float32 (so does the
         # loss); the cells and the softmax product run in compute_dtype.
         self.compute_dtype_ = tf.as_dtype(compute_dtype)

@@ -105,6 +105,11 @@ def test_supported_windows():
     lstm = make_cell("lstm", "tanh", tf.float32)
     assert bptt.supported(lstm, 35, 100) and not bptt.supported(lstm, None, 100)
     assert not bptt.supported(lstm, 101, 100)
+    # auto: written where it measured faster (larger recurrent layers), autodiff elsewhere
+    assert make_model(cell="gru", hidden_size=400).backward == "written"
+    assert make_model(cell="lstm", hidden_size=8).backward == "autodiff"
+    assert make_model(cell="elman", hidden_size=400).backward == "autodiff"
+    assert make_model(cell="elman", hidden_size=8, backward="written").backward == "written"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
