@@ -40,3 +40,13 @@ def test_library_code_reads_no_flags():
                 with open(os.path.join(folder, name), encoding="utf-8") as f:
                     source = f.read()
                 assert "absl import flags" not in source and "absl.flags" not in source, name
+
+
+@pytest.mark.parametrize("module, flag", [("rnn_lm.bin.train", "--backward"), ("rnn_lm.bin.eval", "--checkpoint")])
+def test_help_run_as_a_module_lists_the_config_and_checkpoint_flags(module, flag):
+    """python -m rnn_lm.bin.X --help: the flags defined for the binary by rnn_lm/bin/common.py are listed
+    too (absl lists the flags of the file it ran)."""
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=ENV,
+                          timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"  {flag}:" in proc.stdout, proc.stdout[-2000:]

@@ -95,6 +95,7 @@ def define_config_flags(module_name, skip=()):
     in ``skip`` ({(section, field)}): its name (``config.flag_name``), default, help and choices are
     the field's, so the flags cannot drift from the config.  They are ``module_name``'s flags (its
     --help lists them)."""
+    module_name = _help_module(module_name)
     define = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
               str: flags.DEFINE_string}
     for section, cls in config_lib.SECTIONS.items():
@@ -109,9 +110,17 @@ def define_config_flags(module_name, skip=()):
                 define[type(field.default)](name, field.default, help_text, module_name=module_name)
 
 
+def _help_module(module_name):
+    """The module whose flags --help lists: run as ``python -m rnn_lm.bin.X`` the binary is
+    ``__main__``, and absl lists the flags of the file it ran (``sys.argv[0]``), as it names the flags
+    a file defines without naming its module."""
+    return sys.argv[0] if module_name == "__main__" else module_name
+
+
 def define_checkpoint_flag(module_name):
     """--checkpoint, for the binaries that read a trained model."""
     from rnn_lm.model_dir import CHECKPOINT_NAMES
+    module_name = _help_module(module_name)
     flags.DEFINE_string("checkpoint", "latest", f"Which weights of --model_dir: {CHECKPOINT_NAMES} (latest: the "
                         "newest checkpoint; best: the best validation perplexity, checkpoints/best; ckpt-N: step N).",
                         module_name=module_name)
