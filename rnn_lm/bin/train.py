@@ -66,7 +66,8 @@ def main(argv):
         return exit_status_for_signal(signal.Signals[result.interrupted])
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
-    print(f"weights: {result.final_weights} (--final_weights={FLAGS.final_weights}); the SavedModel holds them")
+    print(f"weights: {result.final_weights} (--final_weights={FLAGS.final_weights})"
+          + ("; the SavedModel holds them" if FLAGS.export else ""))
     if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
         print(f"training speed {result.tokens_per_sec:.0f} tokens/s")
     print(f"sample: {result.sample}")
