@@ -126,19 +126,21 @@ def summarize_gates(traces):
     return stats
 
 
-def agreement_accuracy(model, vocab, distances, pairs=200, seed=0):
+def agreement_accuracy(model, vocab, distances, pairs=200, seed=0, start=None):
     """{distance: fraction of built-in-corpus sentence pairs scored right}.
 
     Each pair differs only in the main verb's number, with ``distance`` tokens
     (and an attractor noun of the other number) between subject and verb
     (``rnn_lm.data.grammar.agreement_pairs``); a pair is right when the
-    grammatical sentence gets the higher log-probability.
+    grammatical sentence gets the higher log-probability.  Every sentence starts
+    from ``start`` (``evaluation.boundary_state``'s, the state a stream-trained
+    model carries into a sentence; None: the zero state).
     """
     from rnn_lm.data import grammar
     from rnn_lm.data.tokenizers import get_tokenizer
     from rnn_lm.evaluation import SentenceScorer
 
-    scorer = SentenceScorer(model, vocab, get_tokenizer("word"))
+    scorer = SentenceScorer(model, vocab, get_tokenizer("word"), start=start)
     accuracy = {}
     for distance in distances:
         sentence_pairs = grammar.agreement_pairs(distance, pairs, seed)

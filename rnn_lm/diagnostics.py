@@ -29,6 +29,7 @@ import tensorflow as tf
 from rnn_lm import adaptive, analysis, cells as cells_lib
 from rnn_lm.config import CELL_TYPES, Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.data import layout, pipeline
+from rnn_lm.errors import RnnLmError
 from rnn_lm.model import RNNLanguageModel
 
 AGREEMENT_DISTANCES = (0, 2, 3, 4, 6, 8, 10, 14)
@@ -38,16 +39,19 @@ AGREEMENT_DISTANCES = (0, 2, 3, 4, 6, 8, 10, 14)
 # Measuring one model.
 
 def diagnose(model, ids, num_steps=40, batch_size=20, vocab=None, agreement_pairs=0,
-             agreement_distances=AGREEMENT_DISTANCES):
+             agreement_distances=AGREEMENT_DISTANCES, start=None):
     """Everything ``rnn-lm-diagnose`` reports about ``model``, as plain Python (JSON-ready).
 
     ids: a token stream (the validation split), cut into ``batch_size`` rows of
     ``num_steps`` + 1 tokens.  With ``agreement_pairs`` > 0 (and the model's
-    ``vocab``), also agreement accuracy by distance on the built-in grammar.
+    ``vocab``), also agreement accuracy by distance on the built-in grammar, each
+    sentence from ``start`` ("agreement"; ``evaluation.boundary_state``'s) and,
+    when ``start`` is given, from the zero state as well ("agreement_zero").
     """
     rows = layout.batchify(ids, batch_size)[:, :num_steps + 1]
     if rows.shape[1] < num_steps + 1:
-        raise ValueError(f"{len(ids)} tokens are too few for {batch_size} rows of {num_steps + 1}")
+        raise RnnLmError(f"the validation text's {len(ids)} tokens are too few for {batch_size} rows of "
+                         f"{num_steps + 1} (--num_steps + 1): a smaller --num_steps or --batch_size, or more text")
     inputs, targets = rows[:, :-1], rows[:, 1:]
     flows = analysis.gradient_flow(model, inputs, targets)
     traces = analysis.gate_trace(model, inputs)
@@ -65,8 +69,10 @@ def diagnose(model, ids, num_steps=40, batch_size=20, vocab=None, agreement_pair
                              for t in traces],
     }
     if agreement_pairs:
-        accuracy = analysis.agreement_accuracy(model, vocab, agreement_distances, agreement_pairs)
-        result["agreement"] = {str(d): a for d, a in accuracy.items()}
+        starts = {"agreement": start} if start is None else {"agreement": start, "agreement_zero": None}
+        for key, state in starts.items():
+            accuracy = analysis.agreement_accuracy(model, vocab, agreement_distances, agreement_pairs, start=state)
+            result[key] = {str(d): a for d, a in accuracy.items()}
     return result
 
 
@@ -74,6 +80,14 @@ def lag_ratio(result, lag, layer=0):
     """|dJ_T/dh_t| at ``lag`` relative to lag 1, for one layer of a ``diagnose`` result."""
     flow = result["gradient_flow"][layer]
     return flow[lag] / flow[1]
+
+
+def lag_ratio_interval(result, lag, layer=0):
+    """(ratio, low, high): ``lag_ratio`` over a result's seeds (``combine_seeds``), the geometric mean
+    with the 95 % t interval of log10; one seed: the ratio three times."""
+    ratios = [lag_ratio(r, lag, layer) for r in result.get("seeds", [result])]
+    mean, low, high = t_interval(np.log10(np.maximum(ratios, 1e-300)))
+    return 10 ** mean, 10 ** low, 10 ** high
 
 
 def parameter_count(config):
@@ -105,6 +119,82 @@ def equal_parameter_configs(reference, cells):
 
 
 # ----------------------------------------------------------------------------
+# Several seeds: means and 95 % intervals.
+
+# Student's t, the 97.5 % quantile by degrees of freedom (a two-sided 95 % interval), from the
+# standard table; beyond 30 degrees of freedom the normal's 1.96.
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+          2.045, 2.042)
+Z_975 = 1.959964
+
+
+def t_interval(values):
+    """(mean, low, high): the 95 % t interval of the mean of ``values`` (one value: the value itself)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    df = len(values) - 1
+    half = (_T_975[df - 1] if df <= len(_T_975) else Z_975) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def wilson_interval(successes, trials):
+    """(fraction, low, high): the 95 % Wilson score interval of a binomial proportion."""
+    if trials == 0:
+        return math.nan, math.nan, math.nan
+    p, z2 = successes / trials, Z_975 ** 2
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = Z_975 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials ** 2)) / (1 + z2 / trials)
+    return p, centre - half, centre + half
+
+
+def combine_seeds(results, agreement_pairs=0):
+    """One ``diagnose`` result per seed of the same model -> their summary, in the same format (so that
+    the figures and tables read it) plus intervals and the seeds' own results:
+
+    - agreement by distance: the fraction over all seeds' pairs, with its Wilson interval
+      ("agreement_interval"; ``agreement_pairs`` pairs per distance and seed);
+    - the gradient's norm by lag: the geometric mean over seeds, with the t interval of log10
+      ("gradient_flow_interval", per layer and lag: [low, high]);
+    - gate statistics, perplexities: the mean with its t interval ("gates_interval",
+      "<name>_interval").
+    """
+    first = results[0]
+    out = {"model": first["model"], "parameters": first["parameters"], "seeds": results,
+           "keep_histogram": [None if h is None else np.sum([r["keep_histogram"][i] for r in results], 0).tolist()
+                              for i, h in enumerate(first["keep_histogram"])],
+           "change_histogram": [np.sum([r["change_histogram"][i] for r in results], 0).tolist()
+                                for i in range(len(first["change_histogram"]))],
+           "spectral_norms": {k: t_interval([r["spectral_norms"][k] for r in results])[0]
+                              for k in first["spectral_norms"]}}
+    flows, intervals = [], []
+    for layer in range(len(first["gradient_flow"])):
+        logs = np.log10(np.maximum([r["gradient_flow"][layer] for r in results], 1e-300))  # [seeds, lags]
+        stats = [t_interval(logs[:, lag]) for lag in range(logs.shape[1])]
+        flows.append([10 ** m for m, _, _ in stats])
+        intervals.append([[10 ** lo, 10 ** hi] for _, lo, hi in stats])
+    out["gradient_flow"], out["gradient_flow_interval"] = flows, intervals
+    out["gates"], out["gates_interval"] = [], []
+    for layer, row in enumerate(first["gates"]):
+        stats = {k: t_interval([r["gates"][layer][k] for r in results]) for k in row}
+        out["gates"].append({k: m for k, (m, _, _) in stats.items()})
+        out["gates_interval"].append({k: [lo, hi] for k, (_, lo, hi) in stats.items()})
+    for key in ("agreement", "agreement_zero"):
+        if key in first:
+            stats = {d: wilson_interval(round(sum(r[key][d] for r in results) * agreement_pairs),
+                                        agreement_pairs * len(results)) for d in first[key]}
+            out[key] = {d: p for d, (p, _, _) in stats.items()}
+            out[key + "_interval"] = {d: [lo, hi] for d, (_, lo, hi) in stats.items()}
+    for key in ("valid_perplexity", "test_perplexity"):
+        if key in first:
+            mean, lo, hi = t_interval([r[key] for r in results])
+            out[key], out[key + "_interval"] = mean, [lo, hi]
+    return out
+
+
+# ----------------------------------------------------------------------------
 # Figures.
 
 def _pyplot():
@@ -115,7 +205,8 @@ def _pyplot():
 
 
 def plot_gradient_flow(results, path, title="Gradient flow back through time"):
-    """|dJ_T/dh_t| by lag, log scale: one panel per layer, one line per result.
+    """|dJ_T/dh_t| by lag, log scale: one panel per layer, one line per result (a band: its 95 %
+    interval over seeds, where it has one).
 
     results: {label: diagnose result}; labels ending in "(init)" are drawn dashed.
     """
@@ -128,6 +219,9 @@ def plot_gradient_flow(results, path, title="Gradient flow back through time"):
             if layer < len(r["gradient_flow"]):
                 flow = np.asarray(r["gradient_flow"][layer])
                 ax.semilogy(np.arange(len(flow)), np.maximum(flow, 1e-30), **styles[label])
+                if "gradient_flow_interval" in r:  # several seeds: the 95 % interval as a band
+                    low, high = np.maximum(np.asarray(r["gradient_flow_interval"][layer]).T, 1e-30)
+                    ax.fill_between(np.arange(len(flow)), low, high, color=styles[label]["color"], alpha=0.15)
         ax.set_xlabel("lag T - t (time steps)")
         ax.set_ylabel("|dJ_T / dh_t|")
         ax.set_title(f"layer {layer + 1}")
@@ -138,14 +232,21 @@ def plot_gradient_flow(results, path, title="Gradient flow back through time"):
 
 
 def plot_agreement(results, path, title="Subject-verb agreement by distance"):
-    """Accuracy (grammatical verb preferred) by the number of tokens between subject and verb."""
+    """Accuracy (grammatical verb preferred) by the number of tokens between subject and verb, with
+    error bars where a result has intervals (several seeds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     styles = _styles(results)
     for label, r in results.items():
         if "agreement" in r:
             distances = sorted(int(d) for d in r["agreement"])
-            ax.plot(distances, [100 * r["agreement"][str(d)] for d in distances], marker="o", **styles[label])
+            values = [100 * r["agreement"][str(d)] for d in distances]
+            if "agreement_interval" in r:  # several seeds: 95 % Wilson intervals as error bars
+                low, high = (np.array([100 * r["agreement_interval"][str(d)][i] for d in distances]) for i in (0, 1))
+                ax.errorbar(distances, values, yerr=[np.array(values) - low, high - np.array(values)], marker="o",
+                            capsize=3, **styles[label])
+            else:
+                ax.plot(distances, values, marker="o", **styles[label])
     ax.axhline(50, color="gray", linewidth=0.8, linestyle=":", label="chance")
     _label_axes(ax, "tokens between subject and verb", "grammatical verb preferred (%)")
     ax.set_ylim(0, 102)
@@ -241,38 +342,47 @@ def write_json(data, path):
 
 def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_size=200,
                     num_layers=2, train_tokens=1_000_000, epochs=2, batch_size=32, num_steps=35,
-                    learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, log=print):
+                    learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, seeds=1, log=print):
     """Trains one model per cell at the parameter count of an LSTM of ``reference_hidden`` units on the
-    built-in corpus (model directories ``out_dir/<cell>``), and diagnoses each at initialisation and
-    after training.  Returns {label: diagnose result} with labels "<cell> H=<n>" and "... (init)".
+    built-in corpus, with ``seeds`` seeds each (``seed``, ``seed`` + 1, ...; model directories
+    ``out_dir/<cell>``, or ``out_dir/<cell>_seed<s>`` for several), and diagnoses each at
+    initialisation and after training; agreement is scored from the boundary state over the training
+    text and from zero.  Returns {label: result} with labels "<cell> H=<n>" and "... (init)": a
+    ``diagnose`` result for one seed, ``combine_seeds``' summary (intervals, each seed's result) for
+    several.
     """
-    from rnn_lm import checkpoints, training
+    from rnn_lm import checkpoints, evaluation, training
     from rnn_lm.data import corpus as corpus_lib
 
     data = DataConfig(corpus="grammar", grammar_train_tokens=train_tokens, grammar_seed=seed)
     corpus = corpus_lib.load_corpus(data)
     reference = ModelConfig(vocab_size=len(corpus.vocab), cell="lstm", num_layers=num_layers,
                             hidden_size=reference_hidden, embedding_size=embedding_size, init_scale=0.1)
-    train_config = TrainConfig(optimizer="adam", learning_rate=learning_rate, batch_size=batch_size,
-                               num_steps=num_steps, epochs=epochs, max_grad_norm=0.25, seed=seed,
-                               eval_batch_size=32, decay_start_epoch=epochs + 1, sample_tokens=0)
-    results = {}
-    for cell, model_config in equal_parameter_configs(reference, cells).items():
-        label = f"{cell} H={model_config.hidden_size}"
-        keras.utils.set_random_seed(seed)  # as the Trainer does: this is the model it starts from
-        fresh = RNNLanguageModel(model_config)
-        results[label + " (init)"] = diagnose(fresh, corpus.valid, horizon, vocab=corpus.vocab)
-        log(f"{label}: {parameter_count(model_config):,} parameters; training")
-        config = Config(model=model_config, data=data, train=train_config)
-        model_dir = os.path.join(out_dir, cell)
-        outcome = training.train(config, model_dir, export=False)
-        _, vocab, model = checkpoints.load_model(model_dir)
-        result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs)
-        result.update(valid_perplexity=outcome.valid_perplexity, test_perplexity=outcome.test_perplexity,
-                      model_dir=model_dir)
-        results[label] = result
-        log(f"{label}: valid perplexity {outcome.valid_perplexity:.2f}")
-    return results
+    per_seed = {}
+    for s in range(seed, seed + seeds):
+        train_config = TrainConfig(optimizer="adam", learning_rate=learning_rate, batch_size=batch_size,
+                                   num_steps=num_steps, epochs=epochs, max_grad_norm=0.25, seed=s,
+                                   eval_batch_size=32, decay_start_epoch=epochs + 1, sample_tokens=0)
+        for cell, model_config in equal_parameter_configs(reference, cells).items():
+            label = f"{cell} H={model_config.hidden_size}"
+            keras.utils.set_random_seed(s)  # as the Trainer does: this is the model it starts from
+            fresh = RNNLanguageModel(model_config)
+            per_seed.setdefault(label + " (init)", []).append(
+                diagnose(fresh, corpus.valid, horizon, vocab=corpus.vocab))
+            log(f"{label}, seed {s}: {parameter_count(model_config):,} parameters; training")
+            config = Config(model=model_config, data=data, train=train_config)
+            model_dir = os.path.join(out_dir, cell if seeds == 1 else f"{cell}_seed{s}")
+            outcome = training.train(config, model_dir, export=False)
+            _, vocab, model = checkpoints.load_model(model_dir)
+            start = evaluation.boundary_state(model, corpus.train, vocab.eos_id)
+            result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs, start=start)
+            result.update(valid_perplexity=outcome.valid_perplexity, test_perplexity=outcome.test_perplexity,
+                          model_dir=model_dir, seed=s)
+            per_seed.setdefault(label, []).append(result)
+            log(f"{label}, seed {s}: valid perplexity {outcome.valid_perplexity:.2f}")
+    if seeds == 1:
+        return {label: results[0] for label, results in per_seed.items()}
+    return {label: combine_seeds(results, agreement_pairs) for label, results in per_seed.items()}
 
 
 def exploding_experiment(steps=300, hidden_size=200, init_scale=0.2, learning_rate=1.0, max_grad_norm=0.25,

@@ -5,6 +5,9 @@ one line.  The quantities themselves are checked in test_diagnostics.py and test
 
 import json
 
+import numpy as np
+import pytest
+
 import tensorflow as tf
 
 from rnn_lm import diagnostics
@@ -43,7 +46,7 @@ def test_diagnose_binary_bad_input(tmp_path):
 def test_diagnose_binary_cell_experiment(tmp_path):
     """The experiment end to end at toy size: three trained models of nearly equal size, each drawn twice."""
     proc = run("diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--hidden_size=8", "--num_layers=1",
-               "--train_tokens=3000", "--epochs=1", "--num_steps=5", "--agreement_pairs=4")
+               "--train_tokens=3000", "--epochs=1", "--num_steps=5", "--agreement_pairs=4", "--seeds=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "diagnose.json").read_text())
     trained = {label: r for label, r in results.items() if not label.endswith("(init)")}
@@ -55,4 +58,30 @@ def test_diagnose_binary_cell_experiment(tmp_path):
         assert set(r["agreement"]) == {str(d) for d in diagnostics.AGREEMENT_DISTANCES}
         assert 1 < r["valid_perplexity"] < 200
         assert (tmp_path / label.split()[0] / "config.json").exists()
+    assert (tmp_path / "agreement.png").exists()
+
+
+def test_diagnose_binary_cell_experiment_with_seeds(tmp_path):
+    """--seeds=2: each cell trained twice (its own model directories); the JSON holds both seeds' results
+    and the summary with its intervals, agreement from the boundary state and from zero; the table
+    prints the intervals."""
+    proc = run("diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--cells=lstm,elman", "--hidden_size=8",
+               "--num_layers=1", "--train_tokens=3000", "--epochs=1", "--num_steps=5", "--agreement_pairs=4",
+               "--seeds=2", "--seed=5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "diagnose.json").read_text())
+    trained = {label: r for label, r in results.items() if not label.endswith("(init)")}
+    assert len(results) == 4 and len(trained) == 2
+    for label, r in trained.items():
+        cell = label.split()[0]
+        assert [s["seed"] for s in r["seeds"]] == [5, 6]
+        assert [s["model_dir"] for s in r["seeds"]] == [str(tmp_path / f"{cell}_seed{s}") for s in (5, 6)]
+        assert r["valid_perplexity"] == pytest.approx(np.mean([s["valid_perplexity"] for s in r["seeds"]]))
+        low, high = r["valid_perplexity_interval"]
+        assert low <= r["valid_perplexity"] <= high
+        for key in ("agreement", "agreement_zero"):
+            for d, (lo, hi) in r[key + "_interval"].items():
+                assert lo <= r[key][d] <= hi
+                assert r[key][d] == pytest.approx(np.mean([s[key][d] for s in r["seeds"]]))
+    assert "[" in proc.stdout and "agreement by distance (from the boundary state)" in proc.stdout
     assert (tmp_path / "agreement.png").exists()

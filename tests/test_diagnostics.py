@@ -12,6 +12,7 @@ import pytest
 
 from rnn_lm import analysis, diagnostics
 from rnn_lm.config import ModelConfig
+from rnn_lm.errors import RnnLmError
 from rnn_lm.model import RNNLanguageModel
 
 
@@ -56,7 +57,7 @@ def test_diagnose_reports_the_analysis_of_the_model():
     assert json.loads(json.dumps(result)) == result  # plain JSON
     assert diagnostics.lag_ratio(result, 4) == pytest.approx(result["gradient_flow"][0][4] /
                                                              result["gradient_flow"][0][1])
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(RnnLmError, match="too few"):
         diagnostics.diagnose(model, ids[:20], num_steps=6, batch_size=3)
 
 
@@ -69,3 +70,35 @@ def test_exploding_experiment_same_start_then_clipping_differs():
     assert free["loss"][1] != clipped["loss"][1]
     assert all(np.isfinite(clipped["loss"]))
     assert free["non_finite_steps"] == sum(not np.isfinite(v) for v in free["loss"])
+
+
+def test_intervals_against_hand_computed_values():
+    """Wilson: 8 of 10 -> [0.490, 0.943] (p +- by the score formula); t: 1, 2, 3 -> 2 +- 4.303 / sqrt(3)."""
+    p, low, high = diagnostics.wilson_interval(8, 10)
+    assert p == 0.8 and low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert diagnostics.wilson_interval(0, 20)[1] == pytest.approx(0.0, abs=1e-12)
+    mean, low, high = diagnostics.t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / 3 ** 0.5, rel=1e-6) and low == 4.0 - high
+    assert diagnostics.t_interval([7.0]) == (7.0, 7.0, 7.0)
+    # many values: the normal's 1.96
+    values = np.arange(100.0)
+    assert diagnostics.t_interval(values)[2] - 49.5 == pytest.approx(1.959964 * values.std(ddof=1) / 10)
+
+
+def test_combine_seeds_means_and_intervals():
+    """Two seeds' results: agreement pooled over their pairs, the gradient's norm a geometric mean,
+    gates and perplexities means, each with its interval."""
+    def result(scale, agree, keep, ppl):
+        return {"model": "m", "parameters": 10, "gradient_flow": [[1.0, scale, scale ** 2]],
+                "spectral_norms": {"U": scale}, "gates": [{"keep": keep, "change": 0.1}],
+                "keep_histogram": [[1, 2]], "change_histogram": [[3, 4]], "agreement": {"2": agree},
+                "valid_perplexity": ppl}
+    combined = diagnostics.combine_seeds([result(0.1, 0.75, 0.5, 10.0), result(0.4, 1.0, 0.7, 12.0)],
+                                         agreement_pairs=4)
+    np.testing.assert_allclose(combined["gradient_flow"][0], [1.0, 0.2, 0.04])  # sqrt(0.1 * 0.4) = 0.2
+    assert combined["agreement"]["2"] == pytest.approx(7 / 8)
+    assert combined["agreement_interval"]["2"] == pytest.approx(list(diagnostics.wilson_interval(7, 8)[1:]))
+    assert combined["gates"][0]["keep"] == pytest.approx(0.6)
+    assert combined["gates_interval"][0]["keep"] == pytest.approx([0.6 - 12.706 * 0.1, 0.6 + 12.706 * 0.1])
+    assert combined["valid_perplexity"] == 11.0 and combined["keep_histogram"] == [[2, 4]]
+    assert diagnostics.lag_ratio_interval(combined, 2)[0] == pytest.approx(0.2)  # scale^2 / scale, geometric mean

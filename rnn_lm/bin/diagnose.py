@@ -2,7 +2,8 @@
 
     rnn-lm-diagnose --out_dir=/tmp/diag                       # fresh Elman, LSTM and GRU models
     rnn-lm-diagnose --out_dir=/tmp/diag --model_dir=/tmp/a,/tmp/b
-    rnn-lm-diagnose --out_dir=/tmp/lecture --experiment=cells      # trains 3 models, ~15 min on 2 cores
+    rnn-lm-diagnose --out_dir=/tmp/lecture --experiment=cells      # 3 cells x 3 seeds, ~45 min on 2 cores
+    rnn-lm-diagnose --out_dir=/tmp/lecture --experiment=cells --seeds=1   # one training per cell
     rnn-lm-diagnose --out_dir=/tmp/lecture --experiment=exploding  # relu Elman, with and without clipping
 
 For each model (fresh, or trained in --model_dir): the norm of dJ_T/dh_t for
@@ -15,8 +16,11 @@ diagnose.json (every number), PNG figures (gradient_flow, gates, agreement,
 exploding) and the same figures as TensorBoard images in tensorboard/.
 
 --experiment=cells trains Elman, LSTM and GRU models of (nearly) the same
-parameter count alike on the built-in corpus (model directories under
---out_dir) and draws each at initialisation (dashed) and after training.
+parameter count alike on the built-in corpus, --seeds times each (model
+directories under --out_dir), and draws each at initialisation (dashed) and
+after training, with 95 % intervals over the seeds (Wilson intervals for
+agreement, t intervals for the rest); agreement is scored from the boundary
+state (the state a stream-trained model carries into a sentence) and from zero.
 """
 
 import os
@@ -47,11 +51,14 @@ flags.DEFINE_integer("epochs", 2, "--experiment=cells: epochs.")
 flags.DEFINE_integer("exploding_steps", 300, "--experiment=exploding: training steps per run.")
 flags.DEFINE_float("exploding_init_scale", 0.2, "--experiment=exploding: uniform initialisation range.")
 flags.DEFINE_integer("seed", 0, "Seed of the fresh models and the experiments.")
+flags.DEFINE_integer("seeds", 3, "--experiment=cells: trainings per cell, with seeds --seed, --seed + 1, ...; "
+                     "every figure is then the mean with its 95 % interval (Wilson for agreement, t for the "
+                     "rest).")
 
 
 def main(argv):
     for name in ("num_steps", "batch_size", "hidden_size", "num_layers", "epochs", "train_tokens",
-                 "exploding_steps"):
+                 "exploding_steps", "seeds"):
         if getattr(FLAGS, name) < 1:
             raise RnnLmError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if FLAGS.num_steps < 2:
@@ -85,7 +92,7 @@ def main(argv):
             results = diagnostics.cell_experiment(
                 FLAGS.out_dir, FLAGS.cells, reference_hidden=FLAGS.hidden_size, num_layers=FLAGS.num_layers,
                 embedding_size=FLAGS.hidden_size, train_tokens=FLAGS.train_tokens, epochs=FLAGS.epochs,
-                seed=FLAGS.seed, horizon=FLAGS.num_steps, agreement_pairs=FLAGS.agreement_pairs)
+                seed=FLAGS.seed, horizon=FLAGS.num_steps, agreement_pairs=FLAGS.agreement_pairs, seeds=FLAGS.seeds)
         else:
             results = _diagnose_models()
         diagnostics.write_json(results, out("diagnose.json"))
@@ -127,20 +134,37 @@ def _diagnose_models():
 
 
 def _print_table(results):
+    from rnn_lm.diagnostics import lag_ratio_interval
     lags = [lag for lag in (1, 5, 10, 20, 30, 50) if lag < FLAGS.num_steps]
-    print("|dJ_T/dh_t| relative to lag 1, top layer" + "".join(f"{f'lag {lag}':>10s}" for lag in lags))
+    seeds = max(len(r.get("seeds", [r])) for r in results.values())
+    print("|dJ_T/dh_t| relative to lag 1, top layer" + (f" (geometric mean of {seeds} seeds [95 % interval])"
+                                                         if seeds > 1 else "")
+          + "".join(f"{f'lag {lag}':>10s}" for lag in lags))
     for label, r in results.items():
-        flow = r["gradient_flow"][-1]
-        print(f"  {label:38s}" + "".join(f"{flow[lag] / flow[1]:10.2e}" for lag in lags))
+        cells = [lag_ratio_interval(r, lag, layer=len(r["gradient_flow"]) - 1) for lag in lags]
+        print(f"  {label:38s}" + "".join(f"{m:10.2e}" for m, _, _ in cells))
+        if "seeds" in r:
+            print(f"  {'':38s}" + "".join(f"  [{lo:.0e}, {hi:.0e}]" for _, lo, hi in cells))
+    interval = lambda r, key, fmt: (f" [{fmt.format(r[key][0])}, {fmt.format(r[key][1])}]" if key in r else "")
     for label, r in results.items():
-        print(f"{label}: {r['parameters']:,} parameters; largest singular values "
+        perplexity = (f"; valid perplexity {r['valid_perplexity']:.2f}"
+                      + interval(r, "valid_perplexity_interval", "{:.2f}") if "valid_perplexity" in r else "")
+        print(f"{label}: {r['parameters']:,} parameters{perplexity}; largest singular values "
               + ", ".join(f"{k} {v:.2f}" for k, v in r["spectral_norms"].items()))
         for layer, g in enumerate(r["gates"], start=1):
-            keep = f"keep gate mean {g['keep']:.2f}, above 0.9 for {g['keep>0.9']:.1%}; " if "keep" in g else ""
-            print(f"  layer {layer}: {keep}|h_t - h_t-1| / |h_t-1| mean {g['change']:.3f}, "
-                  f"below 0.1 for {g['change<0.1']:.1%}")
-        if "agreement" in r:
-            print("  agreement by distance: " + ", ".join(f"{d}: {a:.1%}" for d, a in r["agreement"].items()))
+            ci = r["gates_interval"][layer - 1] if "gates_interval" in r else {}
+            keep = (f"keep gate mean {g['keep']:.2f}" + interval(ci, "keep", "{:.2f}")
+                    + f", above 0.9 for {g['keep>0.9']:.1%}" + interval(ci, "keep>0.9", "{:.1%}") + "; "
+                    if "keep" in g else "")
+            print(f"  layer {layer}: {keep}|h_t - h_t-1| / |h_t-1| mean {g['change']:.3f}"
+                  + interval(ci, "change", "{:.3f}") + f", below 0.1 for {g['change<0.1']:.1%}"
+                  + interval(ci, "change<0.1", "{:.1%}"))
+        for key, start in (("agreement", "the boundary state" if "agreement_zero" in r else "zero"),
+                           ("agreement_zero", "zero")):
+            if key in r:
+                ci = r.get(key + "_interval", {})
+                print(f"  agreement by distance (from {start}): " + ", ".join(
+                    f"{d}: {a:.1%}" + interval(ci, d, "{:.1%}") for d, a in r[key].items()))
 
 
 def run():
