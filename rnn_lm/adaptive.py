@@ -22,6 +22,7 @@ target is in it, which is where training saves its time.
 import keras
 import tensorflow as tf
 
+from rnn_lm import losses
 from rnn_lm.cells import dense, distinct_initializer
 
 
@@ -82,13 +83,20 @@ class AdaptiveSoftmax(keras.layers.Layer):
         """x @ w in the compute dtype, returned in the variables' (float32 for a model's)."""
         return tf.cast(dense(tf.cast(x, self.compute_dtype_), tf.cast(w, self.compute_dtype_)), w.dtype)
 
+    def _head_logits(self, h):
+        return self._product(h, self.V_head) + self.b_head
+
+    def _tail_logits(self, h, i):
+        """Cluster i's logits over its words, for the rows of h."""
+        projected = self._product(h, getattr(self, f"P_{i}"))
+        return self._product(projected, getattr(self, f"V_{i}")) + getattr(self, f"b_{i}")
+
     def _head(self, h):
-        return tf.nn.log_softmax(self._product(h, self.V_head) + self.b_head)
+        return tf.nn.log_softmax(self._head_logits(h))
 
     def _tail(self, h, i):
         """log p_i(.) over cluster i's words, for the rows of h."""
-        projected = self._product(h, getattr(self, f"P_{i}"))
-        return tf.nn.log_softmax(self._product(projected, getattr(self, f"V_{i}")) + getattr(self, f"b_{i}"))
+        return tf.nn.log_softmax(self._tail_logits(h, i))
 
     def log_probs(self, h):
         """h [..., H] -> log p [..., |V|] (float32 for a model's), normalised over the whole vocabulary."""
@@ -109,11 +117,11 @@ class AdaptiveSoftmax(keras.layers.Layer):
         head_index = tf.identity(targets)
         for i, (start, end) in enumerate(self.bounds, start=1):
             head_index = tf.where((targets >= start) & (targets < end), c1 + i - 1, head_index)
-        head = self._head(h)
-        nll = -tf.gather(head, head_index, batch_dims=1)
+        # Each softmax's -log p of the target only (losses.token_cross_entropy), not its whole log_softmax.
+        nll = losses.token_cross_entropy(self._head_logits(h), head_index)
         for i, (start, end) in enumerate(self.bounds, start=1):
             rows = tf.where((targets >= start) & (targets < end))  # [M, 1]
-            tail = self._tail(tf.gather_nd(h, rows), i)
             within = tf.gather_nd(targets, rows) - start
-            nll = tf.tensor_scatter_nd_sub(nll, rows, tf.gather(tail, within, batch_dims=1))
+            tail = losses.token_cross_entropy(self._tail_logits(tf.gather_nd(h, rows), i), within)
+            nll = tf.tensor_scatter_nd_add(nll, rows, tail)
         return tf.reshape(nll, shape)
