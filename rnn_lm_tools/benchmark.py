@@ -103,15 +103,16 @@ def print_report(results):
         print(f"\ntraining: {s['rounds']} interleaved rounds of {s['steps_per_round']} steps, "
               f"tokens/s median [min–max]")
         header = (f"{'config':<7}{'cell':<6}{'variant':<16}{'tokens/s':>22}{'x keras':>19}"
-                  f"{'GFLOP/s':>9}{'%peak':>7}{'1st call s':>11}{'RSS MB':>8}{'max RSS':>9}")
+                  f"{'GFLOP/s':>9}{'%peak':>7}{'%limit':>7}{'1st call s':>11}{'RSS MB':>8}{'max RSS':>9}")
         print(header)
         print("-" * len(header))
         for r in results["train"]:
             ratio = _range(r["vs_keras"], "{:.2f}") if r["vs_keras"] else "-"
             pct = f"{r['percent_of_peak']:.0f}" if r["percent_of_peak"] is not None else "-"
+            limit = f"{r['percent_of_limit']:.0f}" if r["percent_of_limit"] is not None else "-"
             gflops = f"{r['gflops']['median']:.1f}" if r["gflops"] else "-"
             print(f"{r['config']:<7}{r['cell']:<6}{r['variant']:<16}{_range(r['tokens_per_sec']):>22}"
-                  f"{ratio:>19}{gflops:>9}{pct:>7}{r['first_call_s']:>11.1f}"
+                  f"{ratio:>19}{gflops:>9}{pct:>7}{limit:>7}{r['first_call_s']:>11.1f}"
                   f"{r['rss_mb']:>8.0f}{r['max_rss_mb']:>9.0f}")
     by_key = {(r["config"], r["cell"], r["variant"]): r for r in results["train"]}
     profile = [(key[:2], r, by_key[key[:2] + ("softmax",)]) for key, r in by_key.items()

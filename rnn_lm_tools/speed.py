@@ -59,6 +59,9 @@ needs alone.
 
 import dataclasses
 import itertools
+import math
+import statistics
+import time
 
 import keras
 import numpy as np
@@ -81,6 +84,8 @@ TRAIN_VARIANTS = ("rnn_lm", "rnn_lm_bptt", "rnn_lm_xla", "rnn_lm_bf16", "rnn_lm_
                   "keras", "torch", "torch_adaptive", "softmax")
 ADAPTIVE_VARIANTS = ("rnn_lm_adaptive", "torch_adaptive")
 MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
+# The variants whose matmuls are those of step_matmuls, in float32: their "% of limit".
+FLOAT32_FULL_SOFTMAX = ("rnn_lm", "rnn_lm_bptt", "rnn_lm_xla", "keras", "torch", "softmax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +140,56 @@ def train_flops(cell, size):
 def softmax_train_flops(size):
     """Matmul FLOPs of the softmax part of a training step (the ``softmax`` variant's)."""
     return 3 * size.tokens_per_step * 2 * size.hidden_size * size.vocab_size
+
+
+def step_matmuls(cell, size, softmax_only=False):
+    """The matmuls of one training step, {(m, k, n): how many} for C [m, n] = A [m, k] B [k, n], with
+    the recurrent weights' gradient as one product over the window (the form rnn_lm/bptt.py computes;
+    autodiff's T products of [H, B] x [B, G*H] do the same FLOPs slower).  Their FLOPs add up to
+    ``train_flops`` (``softmax_train_flops`` with ``softmax_only``)."""
+    G, H, V = CELLS[cell].GATES, size.hidden_size, size.vocab_size
+    B, T = size.batch_size, size.num_steps
+    counts = {}
+
+    def add(m, k, n, times=1):
+        counts[(m, k, n)] = counts.get((m, k, n), 0) + times
+
+    if not softmax_only:
+        for _ in range(size.num_layers):
+            add(B * T, H, G * H)      # the input projection, all steps at once
+            add(B, H, G * H, T)       # the recurrence, step by step
+            add(H, B * T, G * H, 2)   # dJ/dW_x and dJ/dU, each one product over the window
+            add(B * T, G * H, H)      # dJ/dx
+            add(B, G * H, H, T)       # dJ/dh_(t-1), step by step
+    add(B * T, H, V)                  # the logits
+    add(H, B * T, V)                  # dJ/dV
+    add(B * T, V, H)                  # dJ/dh
+    return counts
+
+
+def matmul_limit(counts, min_gflop=0.5, rounds=3, max_repeats=256):
+    """The time the matmuls ``counts`` (``step_matmuls``) take at the rate this machine reaches on each
+    shape alone: {"seconds", "gflops" (their FLOPs over that time), "rates": {"m x k x n": GFLOP/s}}.
+    Each shape is timed as enough independent products in one graph call to make ``min_gflop`` (a
+    call's overhead would dominate a small product), at most ``max_repeats``, the best of ``rounds``."""
+    seconds, flops, rates = 0.0, 0, {}
+    for (m, k, n), count in counts.items():
+        each = 2 * m * k * n
+        repeats = min(max_repeats, max(1, math.ceil(min_gflop * 1e9 / each)))
+        a, b = tf.random.normal([repeats, m, k]), tf.random.normal([k, n])
+        # One 2-D product per repeat (not a batched matmul); one element of each out, so no copy is timed.
+        products = tf.function(lambda a, b: tf.add_n([tf.matmul(a[r], b)[0, 0] for r in range(repeats)]))
+        float(products(a, b))
+        best = math.inf
+        for _ in range(rounds):
+            start = time.perf_counter()
+            float(products(a, b))
+            best = min(best, time.perf_counter() - start)
+        rate = repeats * each / best
+        rates[f"{m}x{k}x{n}"] = rate / 1e9
+        seconds += count * each / rate
+        flops += count * each
+    return {"seconds": seconds, "gflops": flops / seconds / 1e9, "rates": rates}
 
 
 # ----------------------------------------------------------------------------
@@ -349,6 +404,8 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         for worker in workers:
             worker.close()
     tokens = size.tokens_per_step
+    # The limit: the step's own matmuls, each at the rate this machine reaches on its shape alone.
+    limits = {False: matmul_limit(step_matmuls(cell, size)), True: matmul_limit(step_matmuls(cell, size, True))}
     for variant, secs in times.items():
         # The adaptive softmax's work depends on the targets: no analytic count.
         flops = (None if variant in ADAPTIVE_VARIANTS else
@@ -358,6 +415,9 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
             tokens_per_step=tokens, flops_per_step=flops, sec_per_step=timing.summarize(secs), round_secs=secs,
             tokens_per_sec=timing.summarize([tokens / s for s in secs]), gflops=gflops,
             percent_of_peak=100 * gflops["median"] / peak_gflops if peak_gflops and gflops else None,
+            percent_of_limit=(100 * limits[variant == "softmax"]["seconds"] / statistics.median(secs)
+                              if variant in FLOAT32_FULL_SOFTMAX else None),
+            matmul_limit=limits[variant == "softmax"],
             vs_keras=timing.paired_ratio(times["keras"], secs) if "keras" in times else None,
             final_loss=last[variant])
     return list(rows.values())
@@ -457,6 +517,8 @@ NOTES = [
     "tokens/s and ms/token: median [min-max] over interleaved rounds; x keras: per-round paired ratio "
     "(>1 is faster than Keras)",
     "GFLOP/s counts matmuls only (input projection, recurrence, softmax), training = 3 x forward",
+    "%limit: the time the step's own matmuls take, each timed alone on its shape (the recurrent weights' "
+    "gradient as one product over the window), over the step's median time (float32, full softmax)",
     "memory: resident set (ru_maxrss high-water mark, and current); tracemalloc cannot see TensorFlow's "
     "C++ allocations. The mark only grows, so per-variant values are cumulative.",
     "rnn_lm generation runs num_tokens + 1 model steps (priming the 1-token prompt, and a final step "

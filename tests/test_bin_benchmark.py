@@ -35,6 +35,7 @@ def test_binary_end_to_end_writes_json(tmp_path):
         assert row["flops_per_step"] == (3 * 16 * 800 if row["variant"] == "softmax" else 112_128)
         assert row["tokens_per_sec"]["min"] <= row["tokens_per_sec"]["median"] <= row["tokens_per_sec"]["max"]
         assert {"gflops", "percent_of_peak", "vs_keras", "first_call_s", "rss_mb", "max_rss_mb"} <= set(row)
+        assert (row["percent_of_limit"] is None) == (row["variant"] in ("rnn_lm_bf16", "rnn_lm_fp16"))
         assert np.isfinite(row["final_loss"])
     assert [r["batch_size"] for r in results["generate"]] == [1, 2]
     for row in results["generate"]:

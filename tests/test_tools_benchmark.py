@@ -146,3 +146,20 @@ def test_the_torch_worker_trains_in_its_own_process(adaptive):
     assert worker.version.startswith(machine.torch_version())  # the metadata drops the local "+cu130"
     assert losses[0] == pytest.approx(np.log(size.vocab_size), rel=0.05)
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+@pytest.mark.parametrize("size", ["tiny", "small", "medium", "wt2"])
+def test_the_step_matmuls_add_up_to_the_counted_flops(cell, size):
+    """The limit times exactly the FLOPs the analytic count has, for the whole step and its softmax part."""
+    size = speed.SIZES[size]
+    flops = lambda counts: sum(2 * m * k * n * c for (m, k, n), c in counts.items())
+    assert flops(speed.step_matmuls(cell, size)) == speed.train_flops(cell, size)
+    assert flops(speed.step_matmuls(cell, size, softmax_only=True)) == speed.softmax_train_flops(size)
+
+
+def test_the_matmul_limit_times_every_shape():
+    counts = speed.step_matmuls("lstm", TINY)
+    limit = speed.matmul_limit(counts, min_gflop=0.001, rounds=1)
+    assert set(limit["rates"]) == {f"{m}x{k}x{n}" for m, k, n in counts} and min(limit["rates"].values()) > 0
+    assert limit["gflops"] * limit["seconds"] * 1e9 == pytest.approx(speed.train_flops("lstm", TINY))
