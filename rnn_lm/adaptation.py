@@ -133,8 +133,8 @@ class ScoredTokens:
 
     def __init__(self, windows):
         """``windows``: per window (nll [B, T], p_cache [B, T, K] or None, has or None, used [B, T])."""
-        join = lambda i: np.concatenate([w[i] for w in windows], axis=1)[join_used]
-        join_used = np.concatenate([w[3] for w in windows], axis=1) if windows else None
+        used = np.concatenate([w[3] for w in windows], axis=1) if windows else None
+        join = lambda i: np.concatenate([w[i] for w in windows], axis=1)[used]  # noqa: E731
         self.nll = join(0) if windows else np.zeros(0)
         cached = bool(windows) and windows[0][1] is not None
         self.p_cache = join(1) if cached else None
