@@ -94,8 +94,9 @@ class CacheGrid:
     so ``rnn-lm-eval --tune=cache`` tries its whole grid in one pass over the text."""
 
     def __init__(self, hidden_size, sizes, thetas):
+        """``sizes``, ``thetas``: a value or a list of values each."""
         self.hidden_size = hidden_size
-        self.settings = [(int(size), float(theta)) for size in sizes for theta in thetas]
+        self.settings = [(int(size), float(theta)) for size in np.atleast_1d(sizes) for theta in np.atleast_1d(thetas)]
         self.size = max(size for size, _ in self.settings)
 
     def empty(self, batch_size):
@@ -171,7 +172,7 @@ class CacheEvaluator(_TokenScorer):
 
     def __init__(self, model, batch_size, num_steps, start_id, size, theta, lam, warmup=0):
         super().__init__(model, batch_size, num_steps, start_id, warmup)
-        self.cache = CacheGrid(model.config.hidden_size, np.atleast_1d(size), np.atleast_1d(theta))
+        self.cache = CacheGrid(model.config.hidden_size, size, theta)
         self.lam = lam
 
     def _start(self, batch_size):

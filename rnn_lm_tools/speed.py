@@ -496,9 +496,9 @@ def benchmark_evaluation(cell, size, num_tokens=10_000, rounds=6, seed=0):
     model = make_rnn_lm(cell, size, seed)
     ids = np.concatenate([x.ravel() for x, _ in random_batches(size, count=-(-num_tokens // size.tokens_per_step),
                                                                seed=seed)])[:num_tokens]
-    default = TrainConfig()
+    default = TrainConfig(num_steps=size.num_steps)
     evaluators = {"batch_1": Evaluator(model, 1, size.num_steps, 0),
-                  "batched": Evaluator(model, default.eval_batch_size, size.num_steps, 0, default.eval_warmup)}
+                  "batched": Evaluator.for_training(model, default, 0)}
     nats = {name: [] for name in evaluators}
     fns = {name: (lambda name=name, e=e: nats[name].append(e.mean_cross_entropy(ids)))
            for name, e in evaluators.items()}

@@ -194,10 +194,8 @@ def adaptive_evaluator(config, vocab, model, settings):
             train = corpus_lib.load_split(config.data, vocab, "train", FLAGS.model_dir)
             _STATISTICS[key] = adaptation.gradient_statistics(model, train, settings["segment"], vocab.eos_id)
         ms = _STATISTICS[key]
-    cache = None
-    if "size" in settings:
-        cache = adaptation.CacheGrid(model.config.hidden_size, np.atleast_1d(settings["size"]),
-                                     np.atleast_1d(settings["theta"]))
+    cache = adaptation.CacheGrid(model.config.hidden_size, settings["size"], settings["theta"]) \
+        if "size" in settings else None
     return adaptation.DynamicEvaluator(model, settings["segment"], vocab.eos_id, settings["lr"], method,
                                        settings["decay"], ms, batch_size, cache, settings.get("lam", 0.0), warmup)
 
