@@ -110,22 +110,27 @@ class CacheGrid:
         to t - 1 are used, so a token is scored before it enters the cache."""
         keys, values, filled = cache
         h = tf.cast(h, keys.dtype)
-        steps, n = tf.shape(h)[1], self.size
+        n = self.size
         all_keys = tf.concat([keys, h], axis=1)  # [B, N + T, H]
         all_values = tf.concat([values, targets], axis=1)
         all_filled = tf.concat([filled, weights > 0], axis=1)
-        j, t = tf.range(n + steps)[None, :], tf.range(steps)[:, None]
         scores = tf.einsum("bth,bjh->btj", h, all_keys)
-        hit = all_values[:, None, :] == targets[..., None]  # [B, T, N + T]: entry j's next word is x_t
-        p_cache, has = [], []
-        for size, theta in self.settings:
-            # Entry j is the pair of step j - N: usable at step t when it came before t, at most size back.
-            usable = ((j < n + t) & (j >= n - size + t))[None] & all_filled[:, None, :]
-            a, any_usable = _masked_softmax(theta * scores, usable)
-            p_cache.append(tf.reduce_sum(tf.where(hit, a, 0.0), axis=-1))
-            has.append(any_usable)
+        p_cache, has = zip(*(target_probability(scores, all_values, all_filled, targets, n, size, theta)
+                             for size, theta in self.settings))
         cache = all_keys[:, -n:], all_values[:, -n:], all_filled[:, -n:]
         return tf.stack(p_cache, axis=-1), tf.stack(has, axis=-1), cache
+
+
+def target_probability(scores, values, filled, targets, offset, size, theta):
+    """p_cache(x_t) [B, T] and has [B, T] (the cache held anything) from the scores h_t . k_j [B, T, J]
+    of the T steps over J entries, entry j pairing its key with the next word ``values`` [B, J]
+    (``filled``: it holds one); step t is entry ``offset`` + t, and uses the up to ``size`` entries
+    before it, so a token is scored before it enters the cache."""
+    j, t = tf.range(tf.shape(scores)[2])[None, :], tf.range(tf.shape(scores)[1])[:, None]
+    usable = ((j < offset + t) & (j >= offset - size + t))[None] & filled[:, None, :]
+    a, has = _masked_softmax(theta * scores, usable)
+    hit = values[:, None, :] == targets[..., None]  # [B, T, J]: entry j's next word is x_t
+    return tf.reduce_sum(tf.where(hit, a, 0.0), axis=-1), has
 
 
 class ScoredTokens:

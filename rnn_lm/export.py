@@ -18,6 +18,12 @@ that has one, so TF Serving's row format, ``{"instances": [...]}``, can batch th
       num_tokens int32 [B], num_unknown int32 [B] (tokens outside the vocabulary), perplexity float32 [B];
       each sentence starts from the variable ``sentence_start`` [S, H]: the boundary state of a
       stream-trained model (``evaluation.sentence_start``), zero for a sentence-mode model
+  score_document
+      documents string [B], cache_size int32 [] (0: no cache), cache_theta float32 [], cache_lambda float32 []
+      -> log_prob float32 [B], num_tokens int32 [B], num_unknown int32 [B], perplexity float32 [B];
+      each document (lines joined by line breaks) one stream from the zero state, with the neural
+      cache over its own text (``rnn_lm.adaptation``); memory grows with the square of a document's
+      tokens (a few thousand tokens a document)
   zero_state
       batch_size int32 [] -> state float32 [B, S, H]
   step
@@ -37,6 +43,7 @@ import tempfile
 
 import tensorflow as tf
 
+from rnn_lm import adaptation
 from rnn_lm import decoding
 from rnn_lm import evaluation
 from rnn_lm.config import GENERATION_DEFAULTS, MAX_GENERATED_TOKENS
@@ -199,6 +206,33 @@ class ServingModule(tf.Module):
         return {"log_prob": log_prob, "num_tokens": n, "num_unknown": unknown,
                 "perplexity": tf.exp(-log_prob / tf.cast(n, log_prob.dtype))}
 
+    @tf.function(input_signature=[_strings("documents"), _scalar(tf.int32, "cache_size"),
+                                  _scalar(tf.float32, "cache_theta"), _scalar(tf.float32, "cache_lambda")])
+    def score_document(self, documents, cache_size, cache_theta, cache_lambda):
+        """Each document (lines joined by line breaks) as one stream from the zero state, as
+        ``rnn-lm-eval --text_file --batch_size=1`` reads a file, with the neural cache
+        (``adaptation.target_probability``) over the document's own earlier tokens."""
+        text = tf.strings.regex_replace(_as_batch(documents, "documents"), "\r\n?", "\n")
+        lines = tf.strings.split(tf.strings.regex_replace(text, "\n$", ""), "\n")  # [B, lines]
+        words = self._ids(self._split(lines.flat_values))  # [lines, words]
+        eos = tf.fill([words.nrows(), 1], self.eos_id)
+        tokens = lines.with_flat_values(tf.concat([words, eos], axis=1)).merge_dims(1, 2)  # [B, N]
+        n = tf.cast(tokens.row_lengths(), tf.int32)
+        targets = tokens.to_tensor(0)
+        inputs = tf.concat([tf.fill([tf.shape(targets)[0], 1], self.eos_id), targets[:, :-1]], axis=1)
+        used = tf.sequence_mask(n, tf.shape(targets)[1])
+        h, _ = self.model.features(inputs, training=False)
+        p_model = tf.exp(-self.model.token_nll(h, targets))
+        h = tf.cast(h, tf.float32)
+        p_cache, has = adaptation.target_probability(tf.einsum("bth,bjh->btj", h, h), targets, used, targets, 0,
+                                                     cache_size, cache_theta)
+        lam = tf.where(has & (cache_size > 0), cache_lambda, 0.0)
+        log_p = tf.math.log((1.0 - lam) * p_model + lam * p_cache)
+        log_prob = tf.reduce_sum(tf.where(used, log_p, 0.0), axis=1)
+        unknown = tf.reduce_sum(tf.cast(tf.equal(tokens, Vocabulary.UNK_ID), tf.int32), axis=1)
+        return {"log_prob": log_prob, "num_tokens": n, "num_unknown": unknown,
+                "perplexity": tf.exp(-log_prob / tf.cast(n, log_prob.dtype))}
+
     @tf.function(input_signature=[_scalar(tf.int32, "batch_size")])
     def zero_state(self, batch_size):
         return {"state": tf.stack(tf.nest.flatten(self.model.zero_state(batch_size)), axis=1)}  # [B, S, H]
@@ -236,7 +270,8 @@ def _export(model, vocab, config, path, start, tokenizer):
         module = ServingModule(model, os.path.join(staging, VOCAB_FILE), tokenizer, start)
         target = os.path.join(staging, "saved_model")
         signatures = {"serving_default": module.serve, "generate": module.generate,
-                      "score": module.score, "step": module.step, "zero_state": module.zero_state,
+                      "score": module.score, "score_document": module.score_document,
+                      "step": module.step, "zero_state": module.zero_state,
                       "tokenize": module.tokenize, "detokenize": module.detokenize}
         tf.saved_model.save(module, target, signatures=signatures)
         old = os.path.join(staging, "previous")  # inside the staging folder: removed with it, whatever happens

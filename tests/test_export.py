@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from rnn_lm import checkpoints
-from rnn_lm import decoding, evaluation, export, training
+from rnn_lm import adaptation, decoding, evaluation, export, training
 from rnn_lm.data import corpus as corpus_lib
 from tests.helpers import ENV, resume_config, sentence_log_prob, tiny_config, train_run, write_corpus
 
@@ -39,7 +39,14 @@ for token in stream:
     out = m.signatures["step"](ids=tf.constant([previous]), state=state)
     log_prob += float(out["log_probs"][0, token])
     state, previous = out["state"], token
+documents = tf.constant([open(sys.argv[3], encoding="utf-8").read(), "the cake\r\nwhich\n"])
+cached = m.signatures["score_document"](documents=documents, cache_size=tf.constant(4),
+                                        cache_theta=tf.constant(0.5), cache_lambda=tf.constant(0.25))
+plain = m.signatures["score_document"](documents=documents, cache_size=tf.constant(0),
+                                       cache_theta=tf.constant(0.5), cache_lambda=tf.constant(0.25))
 print(json.dumps({"stream_log_prob": log_prob,
+    "document_log_prob": [cached["log_prob"].numpy().tolist(), plain["log_prob"].numpy().tolist()],
+    "document_tokens": cached["num_tokens"].numpy().tolist(),
     "log_prob": score["log_prob"].numpy().tolist(), "num_tokens": score["num_tokens"].numpy().tolist(),
     "perplexity": score["perplexity"].numpy().tolist(),
     "continuations": [s.decode() for s in gen["continuations"].numpy()],
@@ -59,7 +66,7 @@ def exported(tmp_path_factory):
     start = evaluation.sentence_start(config, vocab, model, model_dir)
     stream = corpus_lib.load_corpus(config.data, vocab).test
     proc = subprocess.run([sys.executable, "-c", CLIENT, os.path.join(model_dir, "saved_model"),
-                           json.dumps(stream.tolist())],
+                           json.dumps(stream.tolist()), os.path.join(data, "test.txt")],
                           capture_output=True, text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return vocab, model, {**json.loads(proc.stdout.splitlines()[-1]), "stream": stream, "start": start}
@@ -102,7 +109,7 @@ def test_saved_model_cli_shows_the_signatures(exported, tmp_path_factory):
     proc = subprocess.run([cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True,
                           timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ("serving_default", "generate", "score", "step", "tokenize", "detokenize"):
+    for name in ("serving_default", "generate", "score", "score_document", "step", "tokenize", "detokenize"):
         assert f"signature_def['{name}']" in proc.stdout
 
 
@@ -113,6 +120,19 @@ def test_corpus_perplexity_through_the_saved_model_equals_the_evaluator(exported
     served_ppl = np.exp(-served["stream_log_prob"] / len(stream))
     expected = evaluation.Evaluator(model, 1, 7, vocab.eos_id).perplexity(stream)
     np.testing.assert_allclose(served_ppl, expected, rtol=1e-4)
+
+
+def test_score_document_is_the_cache_evaluator_of_each_document(exported):
+    """``score_document``: each document a stream from the zero state with its own cache; with no
+    cache, ``Evaluator``'s perplexity (a second document of two lines, one ending in \\r\\n)."""
+    vocab, model, served = exported
+    short = np.array(vocab.encode(["the", "cake", "<eos>", "which", "<eos>"]), np.int32)
+    assert served["document_tokens"] == [len(served["stream"]), len(short)]
+    for i, ids in enumerate((served["stream"], short)):
+        cached = adaptation.CacheEvaluator(model, 1, 7, vocab.eos_id, size=4, theta=0.5, lam=0.25)
+        np.testing.assert_allclose(-served["document_log_prob"][0][i], cached.token_nll(ids).sum(), rtol=1e-5)
+        plain = evaluation.Evaluator(model, 1, 7, vocab.eos_id).mean_cross_entropy(ids) * len(ids)
+        np.testing.assert_allclose(-served["document_log_prob"][1][i], plain, rtol=1e-5)
 
 
 def test_export_cleans_up_after_a_killed_export(tmp_path):
