@@ -94,18 +94,18 @@ def test_nbest_lists_are_ranked_per_utterance_in_input_order(trained, tmp_path):
     assert summary["sentence_start"] == "boundary"
 
 
-def test_per_sentence_from_the_zero_state_differs_and_is_named(trained, tmp_path):
+def test_per_sentence_from_each_start_differs_and_is_named(trained, tmp_path):
     model_dir, _, _ = trained
     text = tmp_path / "lines.txt"
     text.write_text("the cake which the children like\n", encoding="utf-8")
     rows = {}
-    for start in ("zero", "boundary"):
+    for start in ("zero", "boundary", "learned"):
         proc = run("eval", f"--model_dir={model_dir}", f"--text_file={text}", "--per_sentence",
                    f"--sentence_start={start}")
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stderr.strip().splitlines()[-1])["sentence_start"] == start
         rows[start] = json.loads(proc.stdout.splitlines()[0])["log_prob"]
-    assert rows["zero"] != rows["boundary"]
+    assert len(set(rows.values())) == 3
 
 
 def test_cache_dynamic_and_tuning_report_perplexities(trained):

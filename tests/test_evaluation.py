@@ -127,3 +127,26 @@ def test_unigram_perplexity_is_the_add_one_model_by_hand():
     # Counts 3, 0, 1 plus one: p = 4/7, 1/7, 2/7.  Targets 0, 2, 2, 1: (4 * 2 * 2 * 1 / 7^4)^(-1/4).
     got = evaluation.unigram_perplexity([3, 0, 1], np.array([0, 2, 2, 1]))
     assert got == pytest.approx((7 ** 4 / 16) ** 0.25, rel=1e-12)
+
+
+def test_the_learned_start_is_a_minimum_of_the_lines_loss():
+    """``learned_start`` on a stream of lines: the lines' loss, each scored on its own by the scorer,
+    is lower from it than from zero or the boundary state, and no step of 0.05 along a random direction
+    in the state lowers it by more than Adam's last steps move it (a minimum, checked on the loss itself)."""
+    vocab = Vocabulary([UNK, EOS, "a", "b", "c", "d", "e"])
+    model = make_model(seed=8, cell="lstm")
+    ids = np.tile(stream_of(vocab, LINES), 6)
+    boundary = evaluation.boundary_state(model, ids, vocab.eos_id, streams=2)
+    learned = evaluation.learned_start(model, ids, vocab.eos_id, boundary, epochs=300, lr=0.05, batch_size=8)
+
+    def loss(start):
+        return -sum(r[1] for r in evaluation.SentenceScorer(model, vocab, WordTokenizer(), start=start).score(LINES))
+
+    best = loss(learned)
+    assert best < loss(boundary) - 0.05 and best < loss(None) - 0.05
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        direction = tf.nest.map_structure(lambda s: rng.standard_normal(s.shape).astype(np.float32), learned)
+        for sign in (1.0, -1.0):
+            moved = tf.nest.map_structure(lambda s, d: s + sign * 0.05 * d / np.sqrt(len(LINES)), learned, direction)
+            assert loss(moved) > best - 0.01

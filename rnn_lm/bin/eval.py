@@ -51,10 +51,12 @@ flags.DEFINE_boolean("per_sentence", False, "With --text_file: one JSON line per
 flags.DEFINE_boolean("nbest", False, "--per_sentence for n-best lists as Kaldi writes them: each line is "
                      "'HYPOTHESIS-ID words...', the utterance is the id without its last '-N'; each JSON line "
                      "adds the id, the utterance and the hypothesis' rank in it (1: the most probable).")
-flags.DEFINE_enum("sentence_start", "boundary", ["boundary", "zero"], "--per_sentence/--nbest: the state each "
-                  "line starts from. boundary: the mean state the model carries into <eos> over the training "
-                  "text (a state it saw in training; computed when scoring starts); zero: h_(0) = 0. A model "
-                  "trained with --reset_state=eos starts each line from zero either way.")
+flags.DEFINE_enum("sentence_start", "boundary", ["boundary", "learned", "zero"], "--per_sentence/--nbest: the "
+                  "state each line starts from. boundary: the mean state the model carries into <eos> over the "
+                  "training text (a state it saw in training; computed when scoring starts, a second or two); "
+                  "learned: the state that scores the training text's first lines best, each on its own "
+                  "(a pass of Adam over them from the boundary state, a minute or two on PTB); zero: h_(0) = 0. "
+                  "A model trained with --reset_state=eos starts each line from zero either way.")
 flags.DEFINE_integer("sentences_per_batch", 0, "--per_sentence/--nbest: lines per graph call, 0: "
                      "SENTENCE_BATCH in rnn_lm/evaluation.py (lines are "
                      "sorted by length into batches; the output keeps the input order).")
@@ -322,7 +324,7 @@ def score_lines(config, vocab, model, lines, hypotheses=None):
         total, tokens, unknown = total + log_prob, tokens + n, unknown + unk
     summary = {"sentences": len(lines), "num_tokens": tokens, "log_prob": round(total, 6),
                "perplexity": round(math.exp(-total / tokens), 4), "unknown_rate": unknown / tokens,
-               "sentence_start": "zero" if start_state is None else "boundary",
+               "sentence_start": "zero" if start_state is None else FLAGS.sentence_start,
                "sentences_per_second": round(len(lines) / seconds, 1)}
     if hypotheses:
         summary["utterances"] = len({u for _, u in hypotheses})
@@ -348,9 +350,10 @@ def sentence_start(config, vocab, model):
         return None
     from rnn_lm import evaluation
     try:
-        return evaluation.sentence_start(config, vocab, model, FLAGS.model_dir)
+        return evaluation.sentence_start(config, vocab, model, FLAGS.model_dir, method=FLAGS.sentence_start)
     except RnnLmError as e:
-        raise RnnLmError(f"--sentence_start=boundary reads the training text: {e}; or give --sentence_start=zero")
+        raise RnnLmError(f"--sentence_start={FLAGS.sentence_start} reads the training text: {e}; "
+                         "or give --sentence_start=zero")
 
 
 def run():
