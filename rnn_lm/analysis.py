@@ -126,8 +126,9 @@ def summarize_gates(traces):
     return stats
 
 
-def agreement_accuracy(model, vocab, distances, pairs=200, seed=0, start=None):
-    """{distance: fraction of built-in-corpus sentence pairs scored right}.
+def agreement_accuracy(model, vocab, distances, pairs=200, seed=0, start=None, grammar=None):
+    """{distance: fraction of built-in-corpus sentence pairs (of ``grammar``, a name of
+    ``grammar.GRAMMARS``; None: the first) scored right}.
 
     Each pair differs only in the main verb's number, with ``distance`` tokens
     (and an attractor noun of the other number) between subject and verb
@@ -136,14 +137,14 @@ def agreement_accuracy(model, vocab, distances, pairs=200, seed=0, start=None):
     from ``start`` (``evaluation.boundary_state``'s, the state a stream-trained
     model carries into a sentence; None: the zero state).
     """
-    from rnn_lm.data import grammar
+    from rnn_lm.data import grammar as grammars
     from rnn_lm.data.tokenizers import get_tokenizer
     from rnn_lm.evaluation import SentenceScorer
 
     scorer = SentenceScorer(model, vocab, get_tokenizer("word"), start=start)
     accuracy = {}
     for distance in distances:
-        sentence_pairs = grammar.agreement_pairs(distance, pairs, seed)
+        sentence_pairs = grammars.agreement_pairs(distance, pairs, seed, grammar or grammars.DEFAULT_GRAMMAR)
         scores = [log_prob for _, log_prob, _, _ in scorer.score([s for pair in sentence_pairs for s in pair])]
         correct = sum(good > bad for good, bad in zip(scores[::2], scores[1::2]))
         accuracy[distance] = correct / len(sentence_pairs)

@@ -10,6 +10,7 @@ import os
 from typing import ClassVar
 
 from rnn_lm.data.corpora import CORPORA
+from rnn_lm.data.grammar import DEFAULT_GRAMMAR, GRAMMARS
 from rnn_lm.data.tokenizers import TOKENIZERS
 from rnn_lm.errors import RnnLmError, field_ref
 from rnn_lm.files import write_json
@@ -169,6 +170,9 @@ class DataConfig:
     min_count: int = _field(1, "Training-split words seen fewer times become <unk>.")
     encoding_errors: str = _field("strict", "Bytes that are not UTF-8: an error naming the file and offset, or "
                                   "replaced by U+FFFD.", ENCODING_ERRORS)
+    grammar: str = _field(DEFAULT_GRAMMAR, "Built-in corpus: which grammar of the family (data/README.md): cakes, "
+                          "the first; pilots, another lexicon with subjects modified more often and more "
+                          "deeply, relative clauses more frequent than prepositional phrases.", tuple(GRAMMARS))
     grammar_seed: int = _field(0, "Built-in corpus: generator seed.")
     grammar_train_tokens: int = _field(1_000_000, "Built-in corpus: training tokens.")
     grammar_max_depth: int = _field(2, "Built-in corpus: how deep subject modifiers nest (the distance of "
@@ -207,7 +211,7 @@ class DataConfig:
     def corpus_name(self):
         if self.corpus not in ("", "grammar"):
             return f"{self.corpus} ({self.data_dir or 'cache'})"
-        return self.data_dir or "built-in grammar"
+        return self.data_dir or f"built-in grammar ({self.grammar})"
 
 
 @dataclasses.dataclass(frozen=True)

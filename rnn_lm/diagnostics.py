@@ -39,12 +39,12 @@ AGREEMENT_DISTANCES = (0, 2, 3, 4, 6, 8, 10, 14)
 # Measuring one model.
 
 def diagnose(model, ids, num_steps=40, batch_size=20, vocab=None, agreement_pairs=0,
-             agreement_distances=AGREEMENT_DISTANCES, start=None):
+             agreement_distances=AGREEMENT_DISTANCES, start=None, grammar=None):
     """Everything ``rnn-lm-diagnose`` reports about ``model``, as plain Python (JSON-ready).
 
     ids: a token stream (the validation split), cut into ``batch_size`` rows of
     ``num_steps`` + 1 tokens.  With ``agreement_pairs`` > 0 (and the model's
-    ``vocab``), also agreement accuracy by distance on the built-in grammar, each
+    ``vocab``), also agreement accuracy by distance on the built-in ``grammar`` (a name; None: the first), each
     sentence from ``start`` ("agreement"; ``evaluation.boundary_state``'s) and,
     when ``start`` is given, from the zero state as well ("agreement_zero").
     """
@@ -71,7 +71,8 @@ def diagnose(model, ids, num_steps=40, batch_size=20, vocab=None, agreement_pair
     if agreement_pairs:
         starts = {"agreement": start} if start is None else {"agreement": start, "agreement_zero": None}
         for key, state in starts.items():
-            accuracy = analysis.agreement_accuracy(model, vocab, agreement_distances, agreement_pairs, start=state)
+            accuracy = analysis.agreement_accuracy(model, vocab, agreement_distances, agreement_pairs, start=state,
+                                                   grammar=grammar)
             result[key] = {str(d): a for d, a in accuracy.items()}
     return result
 
@@ -342,9 +343,10 @@ def write_json(data, path):
 
 def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_size=200,
                     num_layers=2, train_tokens=1_000_000, epochs=2, batch_size=32, num_steps=35,
-                    learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, seeds=1, log=print):
+                    learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, seeds=1, log=print,
+                    grammar=DataConfig.grammar):
     """Trains one model per cell at the parameter count of an LSTM of ``reference_hidden`` units on the
-    built-in corpus, with ``seeds`` seeds each (``seed``, ``seed`` + 1, ...; model directories
+    built-in corpus of ``grammar``, with ``seeds`` seeds each (``seed``, ``seed`` + 1, ...; model directories
     ``out_dir/<cell>``, or ``out_dir/<cell>_seed<s>`` for several), and diagnoses each at
     initialisation and after training; agreement is scored from the boundary state over the training
     text and from zero.  Returns {label: result} with labels "<cell> H=<n>" and "... (init)": a
@@ -354,7 +356,7 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
     from rnn_lm import checkpoints, evaluation, training
     from rnn_lm.data import corpus as corpus_lib
 
-    data = DataConfig(corpus="grammar", grammar_train_tokens=train_tokens, grammar_seed=seed)
+    data = DataConfig(corpus="grammar", grammar=grammar, grammar_train_tokens=train_tokens, grammar_seed=seed)
     corpus = corpus_lib.load_corpus(data)
     reference = ModelConfig(vocab_size=len(corpus.vocab), cell="lstm", num_layers=num_layers,
                             hidden_size=reference_hidden, embedding_size=embedding_size, init_scale=0.1)
@@ -375,7 +377,8 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
             outcome = training.train(config, model_dir, export=False)
             _, vocab, model = checkpoints.load_model(model_dir)
             start = evaluation.boundary_state(model, corpus.train, vocab.eos_id)
-            result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs, start=start)
+            result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs, start=start,
+                              grammar=grammar)
             result.update(valid_perplexity=outcome.valid_perplexity, test_perplexity=outcome.test_perplexity,
                           model_dir=model_dir, seed=s)
             per_seed.setdefault(label, []).append(result)

@@ -64,10 +64,10 @@ def test_diagnose_binary_cell_experiment(tmp_path):
 def test_diagnose_binary_cell_experiment_with_seeds(tmp_path):
     """--seeds=2: each cell trained twice (its own model directories); the JSON holds both seeds' results
     and the summary with its intervals, agreement from the boundary state and from zero; the table
-    prints the intervals."""
+    prints the intervals.  On the second grammar (--grammar=pilots), which every model is trained on."""
     proc = run("diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--cells=lstm,elman", "--hidden_size=8",
                "--num_layers=1", "--train_tokens=3000", "--epochs=1", "--num_steps=5", "--agreement_pairs=4",
-               "--seeds=2", "--seed=5")
+               "--seeds=2", "--seed=5", "--grammar=pilots")
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "diagnose.json").read_text())
     trained = {label: r for label, r in results.items() if not label.endswith("(init)")}
@@ -76,6 +76,7 @@ def test_diagnose_binary_cell_experiment_with_seeds(tmp_path):
         cell = label.split()[0]
         assert [s["seed"] for s in r["seeds"]] == [5, 6]
         assert [s["model_dir"] for s in r["seeds"]] == [str(tmp_path / f"{cell}_seed{s}") for s in (5, 6)]
+        assert json.loads((tmp_path / f"{cell}_seed5" / "config.json").read_text())["data"]["grammar"] == "pilots"
         assert r["valid_perplexity"] == pytest.approx(np.mean([s["valid_perplexity"] for s in r["seeds"]]))
         low, high = r["valid_perplexity_interval"]
         assert low <= r["valid_perplexity"] <= high

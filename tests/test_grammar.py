@@ -13,38 +13,47 @@ from rnn_lm.data import grammar as g
 
 # Word classes for the checker, read from the lexicon tables (data), while
 # the rules below are written independently of the generator's code.
-SG_NOUNS = {w for n in g.NOUNS.values() for w in n[g.SG]} | set(g.NAMES)
-PL_NOUNS = {w for n in g.NOUNS.values() for w in n[g.PL]}
+class WordClasses:
+    def __init__(self, grammar):
+        self.names, self.adjectives, self.prepositions = grammar.names, grammar.adjectives, grammar.prepositions
+        self.sg_nouns = {w for n in grammar.nouns.values() for w in n[g.SG]} | set(grammar.names)
+        self.pl_nouns = {w for n in grammar.nouns.values() for w in n[g.PL]}
+        self.nouns = (self.sg_nouns, self.pl_nouns)
+        self.dets = ({"the", "an"} | set(grammar.determiners[g.SG]), {"the"} | set(grammar.determiners[g.PL]))
+        self.rels = {w for v in grammar.relative_pronouns.values() for w in v}
+        self.past = {w for v in grammar.transitive_past.values() for w in v}
+        self.participles = {w for v in grammar.participles.values() for w in v}
+        self.present_tv = tuple({p[i] for v in grammar.transitive.values() for p in v} for i in (0, 1))
+        self.present_iv = tuple({p[i] for v in grammar.intransitive.values() for p in v} for i in (0, 1))
+
+
+CLASSES = {name: WordClasses(grammar) for name, grammar in g.GRAMMARS.items()}
+SG_NOUNS, PL_NOUNS = CLASSES["cakes"].sg_nouns, CLASSES["cakes"].pl_nouns
 NOUNS = (SG_NOUNS, PL_NOUNS)
-DETS = ({"the", "an"} | set(g.DETERMINERS[g.SG]), {"the"} | set(g.DETERMINERS[g.PL]))
-RELS = {w for v in g.RELATIVE_PRONOUNS.values() for w in v}
-PAST = {w for v in g.TRANSITIVE_PAST.values() for w in v}
-PARTICIPLES = {w for v in g.PARTICIPLES.values() for w in v}
-PRESENT_TV = tuple({p[i] for v in g.TRANSITIVE.values() for p in v} for i in (0, 1))
-PRESENT_IV = tuple({p[i] for v in g.INTRANSITIVE.values() for p in v} for i in (0, 1))
 
 
-def parses(sentence: str) -> bool:
+def parses(sentence: str, grammar: str = "cakes") -> bool:
     """True if `sentence` is derivable with every verb agreeing with its subject.
 
     A memoised recogniser: each rule maps a start position to the set of
     positions where a phrase of that category can end. Animacy and
     probabilities are ignored; number agreement is enforced everywhere.
     """
+    c = CLASSES[grammar]
     t = sentence.split()
     word = lambda i: t[i] if i < len(t) else None
 
     @lru_cache(None)
     def np(i):  # -> {(end, number)}
-        if word(i) in g.NAMES:
+        if word(i) in c.names:
             return frozenset((e, 0) for e in mods(i + 1, 0))
         starts = []
         for num in (0, 1):
-            j = i + 1 if word(i) in DETS[num] else i
+            j = i + 1 if word(i) in c.dets[num] else i
             if j == i and num == 0:
                 continue  # only plurals may be bare
-            j += word(j) in g.ADJECTIVES
-            if word(j) in NOUNS[num]:
+            j += word(j) in c.adjectives
+            if word(j) in c.nouns[num]:
                 starts.append((j + 1, num))
         return frozenset((e, num) for j, num in starts for e in mods(j, num))
 
@@ -60,34 +69,34 @@ def parses(sentence: str) -> bool:
 
     def modifier(i, num):
         ends = set()
-        if word(i) in g.PREPOSITIONS:
+        if word(i) in c.prepositions:
             ends |= {e for e, _ in np(i + 1)}
-        if word(i) in RELS:
+        if word(i) in c.rels:
             ends |= rel_vp(i + 1, num)
-        for e, n in np(i + (word(i) in RELS)):  # object relative, pronoun optional
-            if word(e) in PAST or word(e) in PRESENT_TV[n]:
+        for e, n in np(i + (word(i) in c.rels)):  # object relative, pronoun optional
+            if word(e) in c.past or word(e) in c.present_tv[n]:
                 ends.add(e + 1)
         return ends
 
     def rel_vp(i, num):
         ends = set()
-        if word(i) in PRESENT_TV[num] or word(i) in PAST:
+        if word(i) in c.present_tv[num] or word(i) in c.past:
             ends |= {e for e, _ in np(i + 1)}
-        if word(i) in PRESENT_IV[num]:
+        if word(i) in c.present_iv[num]:
             ends.add(i + 1)
-        if word(i) == g.WAS[num] and word(i + 1) in PARTICIPLES:
+        if word(i) == g.WAS[num] and word(i + 1) in c.participles:
             ends.add(i + 2)
         return ends
 
     def main_vp(i, num):
         ends = set()
-        if word(i) in PRESENT_TV[num] or word(i) == g.HAVE[num]:
+        if word(i) in c.present_tv[num] or word(i) == g.HAVE[num]:
             ends |= {e for e, _ in np(i + 1)}
-        if word(i) in PRESENT_IV[num]:
+        if word(i) in c.present_iv[num]:
             ends.add(i + 1)
-        if word(i) == g.BE[num] and word(i + 1) in g.ADJECTIVES:
+        if word(i) == g.BE[num] and word(i + 1) in c.adjectives:
             ends.add(i + 2)
-        if word(i) == g.WAS[num] and word(i + 1) in PARTICIPLES:
+        if word(i) == g.WAS[num] and word(i + 1) in c.participles:
             ends.add(i + 2)
         return ends
 
@@ -141,9 +150,10 @@ def test_token_count_reached_minimally(num_tokens):
 @given(seed=st.integers(-2**40, 2**40), num_tokens=st.integers(0, 300),
        max_depth=st.integers(0, 4))
 def test_any_seed_gives_grammatical_sentences(seed, num_tokens, max_depth):
-    sentences = g.generate_sentences(num_tokens, seed, max_depth)
-    assert sum(len(s.split()) + 1 for s in sentences) >= num_tokens
-    assert all(parses(s) and set(s.split()) <= set(g.VOCABULARY) for s in sentences)
+    for name, grammar in g.GRAMMARS.items():
+        sentences = g.generate_sentences(num_tokens, seed, max_depth, name)
+        assert sum(len(s.split()) + 1 for s in sentences) >= num_tokens
+        assert all(parses(s, name) and set(s.split()) <= set(grammar.vocabulary) for s in sentences)
 
 
 def test_format_and_vocabulary():
@@ -155,15 +165,17 @@ def test_format_and_vocabulary():
         assert set(s.split()) <= vocab
 
 
-def test_every_sentence_agrees():
-    for toks, head, verb in g.generate_annotated(4000, seed=11, max_depth=3):
+@pytest.mark.parametrize("name", list(g.GRAMMARS))
+def test_every_sentence_agrees(name):
+    nouns = CLASSES[name].nouns
+    for toks, head, verb in g.generate_annotated(4000, seed=11, max_depth=3, grammar=name):
         sentence = " ".join(toks)
-        assert parses(sentence), sentence
-        number = 0 if toks[head] in SG_NOUNS else 1
-        assert toks[head] in NOUNS[number]
-        flipped = toks[:verb] + [g.FLIP_NUMBER[toks[verb]]] + toks[verb + 1:]
+        assert parses(sentence, name), sentence
+        number = 0 if toks[head] in nouns[0] else 1
+        assert toks[head] in nouns[number]
+        flipped = toks[:verb] + [g.GRAMMARS[name].flip_number[toks[verb]]] + toks[verb + 1:]
         assert toks[verb] != flipped[verb]
-        assert not parses(" ".join(flipped)), sentence
+        assert not parses(" ".join(flipped), name), sentence
 
 
 def test_max_depth_controls_distance():
@@ -180,29 +192,47 @@ def test_attractors_are_frequent():
     assert stats["fraction_with_attractor"] > 0.25
 
 
+@pytest.mark.parametrize("name", list(g.GRAMMARS))
 @pytest.mark.parametrize("distance", [0, 2, 3, 4, 5, 7, 10, 15])
-def test_agreement_pairs(distance):
-    pairs = g.agreement_pairs(distance, 30, seed=1)
-    assert len(pairs) == 30 and pairs == g.agreement_pairs(distance, 30, seed=1)
+def test_agreement_pairs(distance, name):
+    pairs = g.agreement_pairs(distance, 30, seed=1, grammar=name)
+    assert len(pairs) == 30 and pairs == g.agreement_pairs(distance, 30, seed=1, grammar=name)
+    nouns = CLASSES[name].nouns
     for good, bad in pairs:
         a, b = good.split(), bad.split()
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         assert len(a) == len(b) and len(diff) == 1
         verb = diff[0]
-        assert g.FLIP_NUMBER[a[verb]] == b[verb]
+        assert g.GRAMMARS[name].flip_number[a[verb]] == b[verb]
         head = verb - distance - 1
-        number = 0 if a[head] in SG_NOUNS else 1
-        assert a[head] in NOUNS[number]
+        number = 0 if a[head] in nouns[0] else 1
+        assert a[head] in nouns[number]
         if distance:
-            assert any(w in NOUNS[1 - number] for w in a[head + 1:verb]), good
-        assert parses(good), good
-        assert not parses(bad), bad
+            assert any(w in nouns[1 - number] for w in a[head + 1:verb]), good
+        assert parses(good, name), good
+        assert not parses(bad, name), bad
 
 
 @pytest.mark.parametrize("distance", [-1, 1])
 def test_agreement_pairs_rejects_impossible_distance(distance):
     with pytest.raises(ValueError):
         g.agreement_pairs(distance, 5)
+
+
+def test_the_second_grammar_is_another_language():
+    """pilots shares no content word with cakes, and its subjects are modified more often, more
+    deeply and with more attractors (its relative clauses are more frequent than its prepositions)."""
+    cakes, pilots = g.GRAMMARS["cakes"], g.GRAMMARS["pilots"]
+    function_words = {"the", ".", "that", "who", "which", "is", "are", "was", "were", "has", "have"}
+    assert set(cakes.vocabulary) & set(pilots.vocabulary) == function_words
+    first, second = (g.corpus_statistics(g.generate_annotated(50_000, 3, 2, name), name) for name in ("cakes", "pilots"))
+    for key in ("mean_distance", "fraction_modified_subject", "fraction_with_attractor"):
+        assert second[key] > first[key] + 0.05, key
+    assert pilots.p_subj_rel > pilots.p_pp and cakes.p_subj_rel < cakes.p_pp
+    splits = g.grammar_splits(train_tokens=2000, grammar="pilots")
+    assert set(" ".join(splits["train"]).split()) <= set(pilots.vocabulary)
+    with pytest.raises(ValueError, match="no grammar 'unknown'"):
+        g.generate_sentences(10, grammar="unknown")
 
 
 def test_splits_distinct_and_written(tmp_path):

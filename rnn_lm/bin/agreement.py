@@ -40,7 +40,8 @@ def main(argv):
 
     _, vocab, model = checkpoints.load_model(FLAGS.model_dir)
     try:
-        accuracy = analysis.agreement_accuracy(model, vocab, distances, FLAGS.pairs, FLAGS.seed)
+        accuracy = analysis.agreement_accuracy(model, vocab, distances, FLAGS.pairs, FLAGS.seed,
+                                               grammar=config.data.grammar)
     except ValueError as e:  # a distance the grammar cannot build
         raise RnnLmError(str(e)) from None
     for distance, fraction in accuracy.items():

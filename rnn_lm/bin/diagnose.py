@@ -29,6 +29,7 @@ from absl import flags
 
 from rnn_lm.bin import common
 from rnn_lm.config import CELL_TYPES
+from rnn_lm.data.grammar import DEFAULT_GRAMMAR, GRAMMARS
 from rnn_lm.errors import RnnLmError
 
 FLAGS = flags.FLAGS
@@ -46,6 +47,8 @@ flags.DEFINE_float("init_scale", 0.1, "Fresh models: uniform initialisation rang
 flags.DEFINE_integer("num_steps", 40, "The horizon: gradient norms for lags 0 .. num_steps - 1.")
 flags.DEFINE_integer("batch_size", 20, "Rows of the batch the gradients and gates are measured on.")
 flags.DEFINE_integer("agreement_pairs", 200, "Sentence pairs per distance (built-in-corpus models); 0: none.")
+flags.DEFINE_enum("grammar", DEFAULT_GRAMMAR, list(GRAMMARS), "Fresh models and --experiment=cells: the "
+                  "built-in corpus' grammar (data/README.md); a --model_dir's is its own.")
 flags.DEFINE_integer("train_tokens", 1_000_000, "--experiment=cells: built-in corpus training tokens.")
 flags.DEFINE_integer("epochs", 2, "--experiment=cells: epochs.")
 flags.DEFINE_integer("exploding_steps", 300, "--experiment=exploding: training steps per run.")
@@ -92,7 +95,8 @@ def main(argv):
             results = diagnostics.cell_experiment(
                 FLAGS.out_dir, FLAGS.cells, reference_hidden=FLAGS.hidden_size, num_layers=FLAGS.num_layers,
                 embedding_size=FLAGS.hidden_size, train_tokens=FLAGS.train_tokens, epochs=FLAGS.epochs,
-                seed=FLAGS.seed, horizon=FLAGS.num_steps, agreement_pairs=FLAGS.agreement_pairs, seeds=FLAGS.seeds)
+                seed=FLAGS.seed, horizon=FLAGS.num_steps, agreement_pairs=FLAGS.agreement_pairs, seeds=FLAGS.seeds,
+                grammar=FLAGS.grammar)
         else:
             results = _diagnose_models()
         diagnostics.write_json(results, out("diagnose.json"))
@@ -121,9 +125,10 @@ def _diagnose_models():
             label = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.describe()})"
             results[label] = diagnostics.diagnose(
                 model, ids, FLAGS.num_steps, FLAGS.batch_size, vocab=vocab,
-                agreement_pairs=FLAGS.agreement_pairs if config.data.agreement_ready else 0)
+                agreement_pairs=FLAGS.agreement_pairs if config.data.agreement_ready else 0,
+                grammar=config.data.grammar)
         return results
-    corpus = corpus_lib.load_corpus(DataConfig(grammar_train_tokens=50_000))
+    corpus = corpus_lib.load_corpus(DataConfig(grammar=FLAGS.grammar, grammar_train_tokens=50_000))
     for cell in FLAGS.cells:
         keras.utils.set_random_seed(FLAGS.seed)
         model = RNNLanguageModel(ModelConfig(

@@ -144,7 +144,7 @@ def read_split_lines(data_config):
         return grammar.grammar_splits(seed=data_config.grammar_seed,
                                       train_tokens=data_config.grammar_train_tokens,
                                       valid_tokens=held_out, test_tokens=held_out,
-                                      max_depth=data_config.grammar_max_depth)
+                                      max_depth=data_config.grammar_max_depth, grammar=data_config.grammar)
     if data_config.corpus:
         texts = corpora.split_texts(data_config.corpus, data_config.data_dir)
         return {s: text_lines(texts[s]) for s in SPLITS}

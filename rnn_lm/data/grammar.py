@@ -15,6 +15,8 @@ on every platform.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import random
@@ -83,23 +85,6 @@ BE = ("is", "are")
 WAS = ("was", "were")
 HAVE = ("has", "have")
 
-# Every number-marked verb form mapped to the form of the other number; this
-# is how agreement_pairs() builds the ungrammatical member of a pair.
-FLIP_NUMBER = {}
-for _pair in (BE, WAS, HAVE, *TRANSITIVE[ANIMATE], *TRANSITIVE[INANIMATE],
-              *INTRANSITIVE[ANIMATE], *INTRANSITIVE[INANIMATE]):
-    FLIP_NUMBER[_pair[SG]], FLIP_NUMBER[_pair[PL]] = _pair[PL], _pair[SG]
-# Number of every noun (names included), used to find attractors.
-NOUN_NUMBER = {w: num for nouns in NOUNS.values() for num in (SG, PL) for w in nouns[num]}
-NOUN_NUMBER.update((name, SG) for name in NAMES)
-
-VOCABULARY = tuple(sorted(
-    {"the", "."} | set(NOUN_NUMBER) | set(FLIP_NUMBER) | set(ADJECTIVES)
-    | set(PREPOSITIONS) | {"an"} | {w for v in DETERMINERS.values() for w in v}
-    | {w for v in PARTICIPLES.values() for w in v}
-    | {w for v in RELATIVE_PRONOUNS.values() for w in v}
-    | {w for v in TRANSITIVE_PAST.values() for w in v}))
-
 # --- Production probabilities (documented in data/README.md) -----------------
 P_ANIMATE = 0.5      # every noun phrase draws number and animacy by fair coins
 P_NAME = 0.2         # singular animate NP is a proper name
@@ -119,12 +104,132 @@ REL_VP = (0.35, 0.6, 0.8)          # pres. transitive, past transitive, intransi
 MAIN_VP = (0.3, 0.5, 0.7, 0.85)    # transitive, intransitive, be+adj, was+participle, have+object
 
 
-class _Generator:
-    """Samples sentences; methods append tokens to a shared list for speed."""
+@dataclasses.dataclass(frozen=True)
+class Grammar:
+    """One grammar of the family: a lexicon (indexed as the tables above) and the production
+    probabilities; the generator, the agreement pairs and the statistics read everything from it."""
 
-    def __init__(self, rng: random.Random, max_depth: int):
+    nouns: dict
+    names: tuple
+    determiners: dict
+    adjectives: tuple
+    prepositions: tuple
+    relative_pronouns: dict
+    transitive: dict
+    transitive_past: dict
+    intransitive: dict
+    participles: dict
+    p_animate: float = P_ANIMATE
+    p_name: float = P_NAME
+    p_bare: float = P_BARE
+    p_the: float = P_THE
+    p_adj: float = P_ADJ
+    subject_modifiers: tuple = SUBJECT_MODIFIERS
+    inner_modifiers: tuple = INNER_MODIFIERS
+    p_pp: float = P_PP
+    p_subj_rel: float = P_SUBJ_REL
+    p_omit_rel: float = P_OMIT_REL
+    p_obj_rel_past: float = P_OBJ_REL_PAST
+    rel_vp: tuple = REL_VP
+    main_vp: tuple = MAIN_VP
+    object_depth: int = 1  # how deep an object's modifiers nest (they do not separate subject and verb)
+
+    @functools.cached_property
+    def flip_number(self) -> dict:
+        """Every number-marked verb form -> the form of the other number (how a pair's ungrammatical
+        member is made)."""
+        flip = {}
+        for pair in (BE, WAS, HAVE, *(p for table in (self.transitive, self.intransitive)
+                                      for pairs in table.values() for p in pairs)):
+            flip[pair[SG]], flip[pair[PL]] = pair[PL], pair[SG]
+        return flip
+
+    @functools.cached_property
+    def noun_number(self) -> dict:
+        """The number of every noun (names included): what makes a noun an attractor."""
+        number = {w: num for nouns in self.nouns.values() for num in (SG, PL) for w in nouns[num]}
+        number.update((name, SG) for name in self.names)
+        return number
+
+    @functools.cached_property
+    def vocabulary(self) -> tuple:
+        return tuple(sorted(
+            {"the", "."} | ({"an"} if "a" in self.determiners[SG] else set()) | set(self.noun_number) | set(self.flip_number) | set(self.adjectives)
+            | set(self.prepositions) | {w for v in self.determiners.values() for w in v}
+            | {w for table in (self.participles, self.relative_pronouns, self.transitive_past)
+               for v in table.values() for w in v}))
+
+
+# The first grammar: the tables above.
+CAKES = Grammar(NOUNS, NAMES, DETERMINERS, ADJECTIVES, PREPOSITIONS, RELATIVE_PRONOUNS, TRANSITIVE,
+                TRANSITIVE_PAST, INTRANSITIVE, PARTICIPLES)
+# The second: another lexicon (no content word shared with the first), subjects modified more often
+# and more deeply, relative clauses more frequent than prepositional phrases and more often without
+# their pronoun, objects with deeper modifiers: a language the lecture's claims were not tuned on.
+PILOTS = Grammar(
+    nouns={
+        ANIMATE: _by_number(_pairs(
+            "pilot/pilots nurse/nurses baker/bakers painter/painters lawyer/lawyers singer/singers"
+            " horse/horses goose/geese wolf/wolves ox/oxen friend/friends uncle/uncles")),
+        INANIMATE: _by_number(_pairs(
+            "engine/engines bottle/bottles window/windows bridge/bridges lamp/lamps coin/coins"
+            " shelf/shelves knife/knives wheel/wheels ladder/ladders glass/glasses basket/baskets")),
+    },
+    names=("anna", "david", "sofia", "tom"),
+    determiners={SG: ("one", "each", "another"), PL: ("several", "few", "three", "all", "both")},
+    adjectives=("quiet", "bright", "strange", "famous", "clever", "dark", "wooden", "modern", "tiny",
+                "ancient"),
+    prepositions=("by", "inside", "across", "below", "around", "without", "among", "toward", "past",
+                  "over"),
+    relative_pronouns=RELATIVE_PRONOUNS,
+    transitive={
+        ANIMATE: _pairs("admires/admire follows/follow meets/meet trusts/trust calls/call draws/draw"
+                        " fixes/fix builds/build pushes/push greets/greet"),
+        INANIMATE: _pairs("supports/support touches/touch reflects/reflect crushes/crush joins/join"),
+    },
+    transitive_past={
+        ANIMATE: ("admired", "followed", "met", "trusted", "drew", "fixed", "built", "pushed"),
+        INANIMATE: ("supported", "touched", "reflected", "crushed"),
+    },
+    intransitive={
+        ANIMATE: _pairs("dances/dance cries/cry works/work travels/travel swims/swim shouts/shout"),
+        INANIMATE: _pairs("rolls/roll shakes/shake glows/glow rusts/rust"),
+    },
+    participles={
+        ANIMATE: ("admired", "followed", "trusted", "greeted", "praised", "warned"),
+        INANIMATE: ("fixed", "built", "pushed", "cleaned", "stolen", "lost", "polished", "hidden",
+                    "dropped", "bent"),
+    },
+    subject_modifiers=(0.25, 0.7),   # P(0)=.25, P(1)=.45, P(2)=.30
+    inner_modifiers=(0.6, 0.9),      # P(0)=.60, P(1)=.30, P(2)=.10
+    p_pp=0.25, p_subj_rel=0.4,       # object relatives get .35
+    p_omit_rel=0.35,
+    p_obj_rel_past=0.3,
+    main_vp=(0.35, 0.5, 0.65, 0.8),
+    object_depth=2,
+)
+GRAMMARS = {"cakes": CAKES, "pilots": PILOTS}
+# The first grammar's tables derived (what agreement_pairs and the tests read by default).
+FLIP_NUMBER, NOUN_NUMBER, VOCABULARY = CAKES.flip_number, CAKES.noun_number, CAKES.vocabulary
+DEFAULT_GRAMMAR = "cakes"
+
+
+def get_grammar(grammar) -> Grammar:
+    """A Grammar, or the name of one of ``GRAMMARS``."""
+    if isinstance(grammar, Grammar):
+        return grammar
+    if grammar not in GRAMMARS:
+        raise ValueError(f"no grammar {grammar!r}; the grammars are {', '.join(GRAMMARS)}")
+    return GRAMMARS[grammar]
+
+
+class _Generator:
+    """Samples sentences of ``grammar``; methods append tokens to a shared list for speed."""
+
+    def __init__(self, rng: random.Random, max_depth: int, grammar: Grammar = CAKES):
         self.rand = rng.random
         self.max_depth = max_depth
+        self.g = grammar
 
     def pick(self, seq):
         # int(random() * n) rather than rng.choice(): same stream everywhere,
@@ -136,9 +241,10 @@ class _Generator:
 
     def sentence(self) -> tuple[list[str], int, int]:
         """Return (tokens, index of subject head noun, index of main verb)."""
+        g = self.g
         out: list[str] = []
-        num, anim = self.coin(), self.coin(P_ANIMATE)
-        head = self.noun_phrase(out, num, anim, self.max_depth, SUBJECT_MODIFIERS)
+        num, anim = self.coin(), self.coin(g.p_animate)
+        head = self.noun_phrase(out, num, anim, self.max_depth, g.subject_modifiers)
         verb = len(out)
         self.main_vp(out, num, anim)
         out.append(".")
@@ -146,23 +252,25 @@ class _Generator:
 
     def head_noun(self, out: list[str], num: int, anim: int) -> int:
         """Append determiner, adjective and noun; return the noun's index."""
+        g = self.g
         rand = self.rand
-        if num == SG and anim == ANIMATE and rand() < P_NAME:
-            out.append(self.pick(NAMES))
+        if num == SG and anim == ANIMATE and rand() < g.p_name:
+            out.append(self.pick(g.names))
             return len(out) - 1
         det = len(out)
-        if num == SG or rand() >= P_BARE:
-            out.append("the" if rand() < P_THE else self.pick(DETERMINERS[num]))
-        if rand() < P_ADJ:
-            out.append(self.pick(ADJECTIVES))
-        out.append(self.pick(NOUNS[anim][num]))
+        if num == SG or rand() >= g.p_bare:
+            out.append("the" if rand() < g.p_the else self.pick(g.determiners[num]))
+        if rand() < g.p_adj:
+            out.append(self.pick(g.adjectives))
+        out.append(self.pick(g.nouns[anim][num]))
         if out[det] == "a" and out[det + 1][0] in "aeiou":  # "an apple", "an old dog"
             out[det] = "an"
         return len(out) - 1
 
-    def noun_phrase(self, out, num, anim, depth, mod_probs=INNER_MODIFIERS) -> int:
+    def noun_phrase(self, out, num, anim, depth, mod_probs=None) -> int:
         """Append a noun phrase whose modifiers nest at most `depth` deep."""
         head = self.head_noun(out, num, anim)
+        mod_probs = mod_probs or self.g.inner_modifiers
         if depth > 0:
             x = self.rand()
             for _ in range((x >= mod_probs[0]) + (x >= mod_probs[1])):
@@ -170,56 +278,59 @@ class _Generator:
         return head
 
     def any_noun_phrase(self, out, depth) -> None:
-        self.noun_phrase(out, self.coin(), self.coin(P_ANIMATE), depth)
+        self.noun_phrase(out, self.coin(), self.coin(self.g.p_animate), depth)
 
     def modifier(self, out, num, anim, depth) -> None:
         """Append one PP or relative clause modifying a (num, anim) noun."""
+        g = self.g
         x = self.rand()
-        if x < P_PP:
-            out.append(self.pick(PREPOSITIONS))
+        if x < g.p_pp:
+            out.append(self.pick(g.prepositions))
             self.any_noun_phrase(out, depth - 1)
-        elif x < P_PP + P_SUBJ_REL:
-            out.append(self.pick(RELATIVE_PRONOUNS[anim]))
+        elif x < g.p_pp + g.p_subj_rel:
+            out.append(self.pick(g.relative_pronouns[anim]))
             self.relative_vp(out, num, anim, depth - 1)
         else:  # object relative: its verb agrees with its own subject
-            if self.rand() >= P_OMIT_REL:
-                out.append(self.pick(RELATIVE_PRONOUNS[anim]))
-            num2, anim2 = self.coin(), self.coin(P_ANIMATE)
+            if self.rand() >= g.p_omit_rel:
+                out.append(self.pick(g.relative_pronouns[anim]))
+            num2, anim2 = self.coin(), self.coin(g.p_animate)
             self.noun_phrase(out, num2, anim2, depth - 1)
-            if self.rand() < P_OBJ_REL_PAST:
-                out.append(self.pick(TRANSITIVE_PAST[anim2]))
+            if self.rand() < g.p_obj_rel_past:
+                out.append(self.pick(g.transitive_past[anim2]))
             else:
-                out.append(self.pick(TRANSITIVE[anim2])[num2])
+                out.append(self.pick(g.transitive[anim2])[num2])
 
     def relative_vp(self, out, num, anim, depth) -> None:
         """Verb phrase of a subject relative clause ("that chased the cats")."""
+        g = self.g
         x = self.rand()
-        if x < REL_VP[0]:
-            out.append(self.pick(TRANSITIVE[anim])[num])
+        if x < g.rel_vp[0]:
+            out.append(self.pick(g.transitive[anim])[num])
             self.any_noun_phrase(out, depth)
-        elif x < REL_VP[1]:
-            out.append(self.pick(TRANSITIVE_PAST[anim]))
+        elif x < g.rel_vp[1]:
+            out.append(self.pick(g.transitive_past[anim]))
             self.any_noun_phrase(out, depth)
-        elif x < REL_VP[2]:
-            out.append(self.pick(INTRANSITIVE[anim])[num])
+        elif x < g.rel_vp[2]:
+            out.append(self.pick(g.intransitive[anim])[num])
         else:
-            out += (WAS[num], self.pick(PARTICIPLES[anim]))
+            out += (WAS[num], self.pick(g.participles[anim]))
 
     def main_vp(self, out, num, anim) -> None:
         """Main verb phrase; its first token is the number-marked verb."""
-        # Objects get at most one level of modifiers: they do not affect the
-        # subject-verb distance and would only make sentences longer.
-        obj_depth = min(1, self.max_depth)
+        g = self.g
+        # Objects' modifiers nest at most object_depth deep: they do not affect
+        # the subject-verb distance and would only make sentences longer.
+        obj_depth = min(g.object_depth, self.max_depth)
         x = self.rand()
-        if x < MAIN_VP[0]:
-            out.append(self.pick(TRANSITIVE[anim])[num])
+        if x < g.main_vp[0]:
+            out.append(self.pick(g.transitive[anim])[num])
             self.any_noun_phrase(out, obj_depth)
-        elif x < MAIN_VP[1]:
-            out.append(self.pick(INTRANSITIVE[anim])[num])
-        elif x < MAIN_VP[2]:
-            out += (BE[num], self.pick(ADJECTIVES))
-        elif x < MAIN_VP[3]:
-            out += (WAS[num], self.pick(PARTICIPLES[anim]))
+        elif x < g.main_vp[1]:
+            out.append(self.pick(g.intransitive[anim])[num])
+        elif x < g.main_vp[2]:
+            out += (BE[num], self.pick(g.adjectives))
+        elif x < g.main_vp[3]:
+            out += (WAS[num], self.pick(g.participles[anim]))
         else:
             out.append(HAVE[num])
             self.any_noun_phrase(out, obj_depth)
@@ -232,7 +343,7 @@ def _check_args(num_tokens: int, max_depth: int) -> None:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
 
 
-def generate_annotated(num_tokens: int, seed: int = 0, max_depth: int = 2
+def generate_annotated(num_tokens: int, seed: int = 0, max_depth: int = 2, grammar=DEFAULT_GRAMMAR
                        ) -> list[tuple[list[str], int, int]]:
     """Like generate_sentences(), but each item is (tokens, head, verb).
 
@@ -242,7 +353,7 @@ def generate_annotated(num_tokens: int, seed: int = 0, max_depth: int = 2
     arguments.
     """
     _check_args(num_tokens, max_depth)
-    gen = _Generator(random.Random(seed), max_depth)
+    gen = _Generator(random.Random(seed), max_depth, get_grammar(grammar))
     result, count = [], 0
     while count < num_tokens:
         item = gen.sentence()
@@ -251,15 +362,15 @@ def generate_annotated(num_tokens: int, seed: int = 0, max_depth: int = 2
     return result
 
 
-def generate_sentences(num_tokens: int, seed: int = 0, max_depth: int = 2) -> list[str]:
+def generate_sentences(num_tokens: int, seed: int = 0, max_depth: int = 2, grammar=DEFAULT_GRAMMAR) -> list[str]:
     """Sample sentences until they hold at least `num_tokens` tokens.
 
     Each sentence counts one extra token for the end-of-line marker (<eos>)
     the toolkit appends. `max_depth` bounds how deeply modifiers of the
     subject nest (0: no modifiers, so the main verb follows the head noun),
-    and hence the subject-verb distance.
+    and hence the subject-verb distance; ``grammar``: one of ``GRAMMARS`` (or its name).
     """
-    return [" ".join(toks) for toks, _, _ in generate_annotated(num_tokens, seed, max_depth)]
+    return [" ".join(toks) for toks, _, _ in generate_annotated(num_tokens, seed, max_depth, grammar)]
 
 
 def derive_seed(seed: int, *labels) -> int:
@@ -269,11 +380,18 @@ def derive_seed(seed: int, *labels) -> int:
 
 
 def grammar_splits(seed: int = 0, train_tokens: int = 1_000_000, valid_tokens: int = 80_000,
-                   test_tokens: int = 80_000, max_depth: int = 2) -> dict[str, list[str]]:
-    """Return {'train', 'valid', 'test'} sentence lists, each from its own seed."""
+                   test_tokens: int = 80_000, max_depth: int = 2, grammar=DEFAULT_GRAMMAR
+                   ) -> dict[str, list[str]]:
+    """Return {'train', 'valid', 'test'} sentence lists, each from its own seed (the first grammar's
+    seeds as they were; another grammar's derived from its name too)."""
     sizes = dict(zip(SPLITS, (train_tokens, valid_tokens, test_tokens)))
-    return {name: generate_sentences(size, derive_seed(seed, name), max_depth)
+    return {name: generate_sentences(size, split_seed(seed, name, grammar), max_depth, grammar)
             for name, size in sizes.items()}
+
+
+def split_seed(seed: int, split: str, grammar=DEFAULT_GRAMMAR) -> int:
+    """The seed of one split of ``grammar_splits``."""
+    return derive_seed(seed, split, *(() if grammar == DEFAULT_GRAMMAR else (grammar,)))
 
 
 def write_splits(out_dir: str, **kwargs) -> dict[str, str]:
@@ -294,7 +412,8 @@ def write_splits(out_dir: str, **kwargs) -> dict[str, str]:
 MIN_ATTRACTOR_DISTANCE = 2  # shortest modifier holding a noun: "mary likes", "to keys"
 
 
-def agreement_pairs(distance: int, num_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
+def agreement_pairs(distance: int, num_pairs: int, seed: int = 0, grammar=DEFAULT_GRAMMAR
+                    ) -> list[tuple[str, str]]:
     """(grammatical, ungrammatical) pairs that differ only in the main verb.
 
     Exactly `distance` tokens separate the subject's head noun from the main
@@ -306,10 +425,11 @@ def agreement_pairs(distance: int, num_pairs: int, seed: int = 0) -> list[tuple[
         raise ValueError(f"no sentence has an attractor at distance {distance}")
     if num_pairs < 0:
         raise ValueError(f"num_pairs must be >= 0, got {num_pairs}")
-    gen = _Generator(random.Random(derive_seed(seed, "agreement", distance)), max_depth=2)
+    g = get_grammar(grammar)
+    gen = _Generator(random.Random(derive_seed(seed, "agreement", distance)), 2, g)
     pairs = []
     while len(pairs) < num_pairs:
-        num, anim = gen.coin(), gen.coin(P_ANIMATE)
+        num, anim = gen.coin(), gen.coin(g.p_animate)
         out: list[str] = []
         head = gen.head_noun(out, num, anim)
         # Rejection sampling: stack grammar-drawn modifiers, keep the sentence
@@ -319,25 +439,26 @@ def agreement_pairs(distance: int, num_pairs: int, seed: int = 0) -> list[tuple[
             gen.modifier(out, num, anim, depth=1 + gen.coin())
         between = out[head + 1:]
         if len(between) != distance or (
-                distance and not any(NOUN_NUMBER.get(w, num) != num for w in between)):
+                distance and not any(g.noun_number.get(w, num) != num for w in between)):
             continue
         verb = len(out)
         gen.main_vp(out, num, anim)
         out.append(".")
         good = " ".join(out)
-        out[verb] = FLIP_NUMBER[out[verb]]
+        out[verb] = g.flip_number[out[verb]]
         pairs.append((good, " ".join(out)))
     return pairs
 
 
-def corpus_statistics(annotated: list[tuple[list[str], int, int]]) -> dict[str, float]:
+def corpus_statistics(annotated: list[tuple[list[str], int, int]], grammar=DEFAULT_GRAMMAR) -> dict[str, float]:
     """Summary figures of generate_annotated() output (for data/README.md)."""
+    noun_number = get_grammar(grammar).noun_number
     if not annotated:
         raise ValueError("no sentences to summarise")
     n = len(annotated)
     distances = [verb - head - 1 for _, head, verb in annotated]
     with_attractor = sum(
-        any(NOUN_NUMBER.get(w) == 1 - NOUN_NUMBER[toks[head]] for w in toks[head + 1:verb])
+        any(noun_number.get(w) == 1 - noun_number[toks[head]] for w in toks[head + 1:verb])
         for toks, head, verb in annotated)
     return {
         "sentences": n,
