@@ -232,6 +232,9 @@ class TrainConfig:
                               "the best by more than --plateau_threshold.", LR_SCHEDULES)
     plateau_threshold: float = _field(0.0, "Relative improvement of the validation perplexity below which the "
                                       "plateau schedule decays the rate (0.01: less than 1 percent).")
+    patience: int = _field(0, "Early stopping: stop after this many epochs in a row with no better validation "
+                           "perplexity than the best (whose weights are then the final ones, --final_weights=best); "
+                           "0: train all --epochs.")
     weight_decay: float = _field(0.0, "L2 regularisation: weight_decay * w is added to every weight's gradient "
                                  "(that of (weight_decay / 2) |w|^2), before clipping.")
     average_start_epoch: int = _field(0, "Averaged SGD: from this epoch (1-based) on, keep the mean of the "
@@ -277,7 +280,7 @@ class TrainConfig:
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
                      "log_every_steps", "keep_checkpoints", "decay_start_epoch", "max_nonfinite_steps"):
             _positive(self, name)
-        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch", "weight_decay",
+        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch", "weight_decay", "patience",
                      "save_every_secs", "sample_temperature", "max_grad_norm", "eval_warmup"):
             if getattr(self, name) < 0:
                 raise _error(self, name, "must be >= 0")
@@ -378,7 +381,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "dis
 # the optimizer and its checkpointed state, the seed) is what the run *is*: a resume that changes
 # one is refused.
 RESUMABLE_FIELDS = {
-    "train": ("epochs", "max_steps", "learning_rate", "lr_decay", "decay_start_epoch", "plateau_threshold",
+    "train": ("epochs", "max_steps", "patience", "learning_rate", "lr_decay", "decay_start_epoch", "plateau_threshold",
               "weight_decay", "max_grad_norm", "eval_batch_size", "eval_warmup", "log_every_steps", "save_every_steps",
               "save_every_secs", "nan_policy", "max_nonfinite_steps", "keep_checkpoints", "sample_tokens",
               "sample_temperature", "deterministic", "jit_compile", "backward", "final_weights"),

@@ -54,6 +54,7 @@ class TrainResult:
     final_step: int = 0
     skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     interrupted: str = ""  # the signal that stopped the run, if one did
+    stopped_early: int = 0  # the epoch after which --patience stopped the run, if it did
     best_valid_perplexity: float = math.inf  # of the run so far (the best checkpoint: checkpoints/best)
     final_weights: str = ""  # where the final figures, the sample and the SavedModel come from
 
@@ -174,7 +175,7 @@ class Trainer:
             result.best_valid_perplexity = best["valid_perplexity"]
         with progress.bar(counts.total_steps, "training", initial=min(int(self.step), counts.total_steps),
                           smoothing=0.05) as self._bar, progress.logs_above_bars(self._bar):
-            while int(self.epoch) < t.epochs and not self._done():
+            while int(self.epoch) < t.epochs and not self._done() and not self._stopped_early(result):
                 if not self._train_epoch(corpus, result, counts):
                     break
                 self._end_epoch(corpus, result, counts)
@@ -350,6 +351,19 @@ class Trainer:
 
     def _done(self):
         return self.config.train.max_steps and int(self.step) >= self.config.train.max_steps
+
+    def _stopped_early(self, result):
+        """Whether --patience epochs in a row have passed without a new best validation perplexity (the
+        best checkpoint's epoch says when the last one was, so a resumed run counts the same)."""
+        patience = self.config.train.patience
+        best = self.checkpoints.best() if patience else None
+        if best is None or int(self.epoch) - best["epoch"] < patience:
+            return False
+        if not result.stopped_early:
+            result.stopped_early = int(self.epoch)
+            logging.info("no better validation perplexity for %d epochs: stopped early after epoch %d (the best: "
+                         "%.2f, epoch %d)", patience, int(self.epoch), best["valid_perplexity"], best["epoch"])
+        return True
 
 
 def train(config, model_dir, export=True, prepared=None):

@@ -254,3 +254,22 @@ def test_no_best_checkpoint_is_one_line(tmp_path):
     assert result.final_weights == "the last weights (step 2)"
     with pytest.raises(RnnLmError, match="no best checkpoint yet"):
         checkpoints.resolve(run, "best")
+
+
+def test_patience_stops_after_epochs_without_a_better_validation(tmp_path, monkeypatch):
+    """--patience=2 with validation perplexities 10, 9, 9.5, 9.2, 8 (given, not measured): the run stops
+    after epoch 4 (two epochs past the best, epoch 2), whose checkpoint gives the final figures; a run
+    stopped by --epochs=3 first and resumed with --epochs=10 stops at the same place."""
+    figures = iter([10.0, 9.0, 9.5, 9.2] + [10.0, 9.0, 9.5] + [9.2])
+    monkeypatch.setattr(evaluation.Evaluator, "perplexity",
+                        lambda self, ids, desc="": 5.0 if desc == "test" else next(figures))
+    data = write_corpus(tmp_path / "data", (20, 3, 3))
+    cfg = tiny_config(data, epochs=10, patience=2, sample_tokens=0)
+    result = train_run(cfg, tmp_path / "run")
+    assert sorted(result.valid_perplexities) == [1, 2, 3, 4] and result.stopped_early == 4
+    assert "(epoch 2," in result.final_weights and result.valid_perplexity == 9.0
+    first = train_run(cfg, tmp_path / "resumed", epochs=3)
+    assert sorted(first.valid_perplexities) == [1, 2, 3] and not first.stopped_early
+    second = train_run(cfg, tmp_path / "resumed", epochs=10)
+    assert sorted(second.valid_perplexities) == [4] and second.stopped_early == 4
+    assert next(figures, None) is None

@@ -66,6 +66,9 @@ def main(argv):
         return exit_status_for_signal(signal.Signals[result.interrupted])
     print(f"valid perplexity {result.valid_perplexity:.2f} "
           f"(unigram {result.unigram_valid_perplexity:.2f}), test perplexity {result.test_perplexity:.2f}")
+    if result.stopped_early:
+        print(f"stopped early after epoch {result.stopped_early}: --patience={FLAGS.patience} epochs without a "
+              f"better validation perplexity")
     print(f"weights: {result.final_weights} (--final_weights={FLAGS.final_weights})"
           + ("; the SavedModel holds them" if FLAGS.export else ""))
     if result.tokens_per_sec == result.tokens_per_sec:  # not NaN: enough steps were timed
