@@ -192,6 +192,11 @@ def combine_seeds(results, agreement_pairs=0):
         if key in first:
             mean, lo, hi = t_interval([r[key] for r in results])
             out[key], out[key + "_interval"] = mean, [lo, hi]
+    for key in ("learning_rate", "learning_rate_trials"):
+        if key in first:
+            out[key] = first[key]
+    if "epochs" in first:
+        out["epochs"] = [r["epochs"] for r in results]
     return out
 
 
@@ -343,8 +348,8 @@ def write_json(data, path):
 
 def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_size=200,
                     num_layers=2, train_tokens=1_000_000, epochs=2, batch_size=32, num_steps=35,
-                    learning_rate=0.003, seed=0, horizon=40, agreement_pairs=200, seeds=1, log=print,
-                    grammar=DataConfig.grammar):
+                    learning_rates=(0.003,), patience=0, seed=0, horizon=40, agreement_pairs=200, seeds=1,
+                    log=print, grammar=DataConfig.grammar):
     """Trains one model per cell at the parameter count of an LSTM of ``reference_hidden`` units on the
     built-in corpus of ``grammar``, with ``seeds`` seeds each (``seed``, ``seed`` + 1, ...; model directories
     ``out_dir/<cell>``, or ``out_dir/<cell>_seed<s>`` for several), and diagnoses each at
@@ -352,6 +357,14 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
     text and from zero.  Returns {label: result} with labels "<cell> H=<n>" and "... (init)": a
     ``diagnose`` result for one seed, ``combine_seeds``' summary (intervals, each seed's result) for
     several.
+
+    Adam, at the one rate of ``learning_rates``; given several, each cell gets its own: the first
+    epoch of the seed-``seed`` run is trained at each, and the run of the best validation perplexity
+    goes on (the others stay as a record; every directory is then ``out_dir/<cell>_seed<s>_lr<rate>``,
+    so that the same call again resumes each run where it is).  ``patience`` > 0 trains to
+    convergence: ``epochs`` is then the most, the rate halves after an epoch that does not improve
+    on the best validation perplexity, and training stops after ``patience`` such epochs in a row
+    (``TrainConfig.patience``), the best weights kept.
     """
     from rnn_lm import checkpoints, evaluation, training
     from rnn_lm.data import corpus as corpus_lib
@@ -360,29 +373,50 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
     corpus = corpus_lib.load_corpus(data)
     reference = ModelConfig(vocab_size=len(corpus.vocab), cell="lstm", num_layers=num_layers,
                             hidden_size=reference_hidden, embedding_size=embedding_size, init_scale=0.1)
+    schedule = (dict(lr_schedule="plateau", lr_decay=0.5, decay_start_epoch=1, patience=patience) if patience
+                else dict(decay_start_epoch=epochs + 1))
+
+    def config(model_config, s, rate, run_epochs=epochs):
+        return Config(model=model_config, data=data, train=TrainConfig(
+            optimizer="adam", learning_rate=rate, batch_size=batch_size, num_steps=num_steps, epochs=run_epochs,
+            max_grad_norm=0.25, seed=s, eval_batch_size=32, sample_tokens=0, **schedule))
+
+    def run_dir(cell, s, rate=None):
+        if rate is not None:
+            return os.path.join(out_dir, f"{cell}_seed{s}_lr{rate:g}")
+        return os.path.join(out_dir, cell if seeds == 1 else f"{cell}_seed{s}")
+
     per_seed = {}
-    for s in range(seed, seed + seeds):
-        train_config = TrainConfig(optimizer="adam", learning_rate=learning_rate, batch_size=batch_size,
-                                   num_steps=num_steps, epochs=epochs, max_grad_norm=0.25, seed=s,
-                                   eval_batch_size=32, decay_start_epoch=epochs + 1, sample_tokens=0)
-        for cell, model_config in equal_parameter_configs(reference, cells).items():
-            label = f"{cell} H={model_config.hidden_size}"
+    for cell, model_config in equal_parameter_configs(reference, cells).items():
+        label = f"{cell} H={model_config.hidden_size}"
+        trials = {}
+        if len(learning_rates) > 1:
+            for rate in learning_rates:
+                log(f"{label}: one epoch at learning rate {rate:g}")
+                trial = training.train(config(model_config, seed, rate, 1), run_dir(cell, seed, rate), export=False)
+                trials[rate] = trial.valid_perplexity
+            log(f"{label}: validation perplexity after one epoch " +
+                ", ".join(f"{p:.3f} at {r:g}" for r, p in trials.items()))
+        rate = min(trials, key=trials.get) if trials else learning_rates[0]
+        for s in range(seed, seed + seeds):
             keras.utils.set_random_seed(s)  # as the Trainer does: this is the model it starts from
             fresh = RNNLanguageModel(model_config)
             per_seed.setdefault(label + " (init)", []).append(
-                diagnose(fresh, corpus.valid, horizon, vocab=corpus.vocab))
-            log(f"{label}, seed {s}: {parameter_count(model_config):,} parameters; training")
-            config = Config(model=model_config, data=data, train=train_config)
-            model_dir = os.path.join(out_dir, cell if seeds == 1 else f"{cell}_seed{s}")
-            outcome = training.train(config, model_dir, export=False)
-            _, vocab, model = checkpoints.load_model(model_dir)
+                diagnose(fresh, corpus.valid, horizon, vocab=corpus.vocab, grammar=grammar))
+            model_dir = run_dir(cell, s, rate if trials else None)
+            log(f"{label}, seed {s}: {parameter_count(model_config):,} parameters; training at {rate:g}")
+            outcome = training.train(config(model_config, s, rate), model_dir, export=False)
+            _, vocab, model = checkpoints.load_model(model_dir, checkpoint="best" if patience else "latest")
             start = evaluation.boundary_state(model, corpus.train, vocab.eos_id)
             result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs, start=start,
                               grammar=grammar)
             result.update(valid_perplexity=outcome.valid_perplexity, test_perplexity=outcome.test_perplexity,
-                          model_dir=model_dir, seed=s)
+                          model_dir=model_dir, seed=s, learning_rate=rate, epochs=outcome.final_epoch)
+            if trials:
+                result["learning_rate_trials"] = {f"{r:g}": p for r, p in trials.items()}
             per_seed.setdefault(label, []).append(result)
-            log(f"{label}, seed {s}: valid perplexity {outcome.valid_perplexity:.2f}")
+            log(f"{label}, seed {s}: valid perplexity {outcome.valid_perplexity:.2f} after {result['epochs']} "
+                f"epochs" + (" (stopped early)" if outcome.stopped_early else ""))
     if seeds == 1:
         return {label: results[0] for label, results in per_seed.items()}
     return {label: combine_seeds(results, agreement_pairs) for label, results in per_seed.items()}

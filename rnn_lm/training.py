@@ -52,6 +52,7 @@ class TrainResult:
     tokens_per_sec: float = math.nan
     sample: str = ""
     final_step: int = 0
+    final_epoch: int = 0  # whole epochs trained, earlier calls of a resumed run included
     skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     interrupted: str = ""  # the signal that stopped the run, if one did
     stopped_early: int = 0  # the epoch after which --patience stopped the run, if it did
@@ -186,7 +187,7 @@ class Trainer:
                 writer.flush()
         if counts.validated_at != int(self.step):
             result.valid_perplexity = math.nan  # trained on after the last validation
-        result.final_step = int(self.step)
+        result.final_step, result.final_epoch = int(self.step), int(self.epoch)
         if counts.timed_secs > 0:
             result.tokens_per_sec = counts.timed_tokens / counts.timed_secs
 

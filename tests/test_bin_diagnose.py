@@ -86,3 +86,33 @@ def test_diagnose_binary_cell_experiment_with_seeds(tmp_path):
                 assert r[key][d] == pytest.approx(np.mean([s[key][d] for s in r["seeds"]]))
     assert "[" in proc.stdout and "agreement by distance (from the boundary state)" in proc.stdout
     assert (tmp_path / "agreement.png").exists()
+
+
+def trained_result(out_dir):
+    """The one trained model's result of an experiment's diagnose.json."""
+    results = json.loads((out_dir / "diagnose.json").read_text())
+    (label,) = [label for label in results if not label.endswith("(init)")]
+    return results[label]
+
+
+def test_diagnose_binary_cell_experiment_chooses_each_cells_rate_and_converges(tmp_path):
+    """--learning_rates: one epoch at each, the best run goes on (its first epoch kept); --patience:
+    up to --epochs, stopped after epochs without a better validation perplexity, the best weights kept.
+    The same command again resumes every run and gives the same figures."""
+    args = ["diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--cells=gru", "--hidden_size=8",
+            "--num_layers=1", "--train_tokens=3000", "--epochs=4", "--num_steps=5", "--agreement_pairs=4",
+            "--seeds=1", "--learning_rates=0.0001,0.01", "--patience=1"]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = trained_result(tmp_path)
+    trials = r["learning_rate_trials"]
+    assert set(trials) == {"0.0001", "0.01"} and trials["0.01"] < trials["0.0001"] and r["learning_rate"] == 0.01
+    run_dir = tmp_path / "gru_seed0_lr0.01"
+    assert r["model_dir"] == str(run_dir) and (tmp_path / "gru_seed0_lr0.0001").is_dir()
+    stored = json.loads((run_dir / "config.json").read_text())["train"]
+    assert stored["patience"] == 1 and stored["lr_schedule"] == "plateau" and 1 < r["epochs"] <= 4
+    assert r["valid_perplexity"] <= trials["0.01"] + 1e-9  # the best weights, the first epoch's included
+    assert "Adam at 0.01" in proc.stdout
+    again = run(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert trained_result(tmp_path)["valid_perplexity"] == pytest.approx(r["valid_perplexity"], rel=1e-6)

@@ -50,7 +50,12 @@ flags.DEFINE_integer("agreement_pairs", 200, "Sentence pairs per distance (built
 flags.DEFINE_enum("grammar", DEFAULT_GRAMMAR, list(GRAMMARS), "Fresh models and --experiment=cells: the "
                   "built-in corpus' grammar (data/README.md); a --model_dir's is its own.")
 flags.DEFINE_integer("train_tokens", 1_000_000, "--experiment=cells: built-in corpus training tokens.")
-flags.DEFINE_integer("epochs", 2, "--experiment=cells: epochs.")
+flags.DEFINE_integer("epochs", 2, "--experiment=cells: epochs (the most, with --patience).")
+flags.DEFINE_list("learning_rates", ["0.003"], "--experiment=cells: Adam's learning rate; several: each cell's "
+                  "is chosen on validation after one epoch at each (that run goes on).")
+flags.DEFINE_integer("patience", 0, "--experiment=cells: train to convergence: the rate halves after an epoch "
+                     "with no better validation perplexity, and training stops after this many in a row (the "
+                     "best weights kept); 0: --epochs exactly.")
 flags.DEFINE_integer("exploding_steps", 300, "--experiment=exploding: training steps per run.")
 flags.DEFINE_float("exploding_init_scale", 0.2, "--experiment=exploding: uniform initialisation range.")
 flags.DEFINE_integer("seed", 0, "Seed of the fresh models and the experiments.")
@@ -64,6 +69,14 @@ def main(argv):
                  "exploding_steps", "seeds"):
         if getattr(FLAGS, name) < 1:
             raise RnnLmError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
+    try:
+        learning_rates = [float(r) for r in FLAGS.learning_rates]
+    except ValueError:
+        learning_rates = []
+    if not learning_rates or not all(r > 0 for r in learning_rates):
+        raise RnnLmError(f"--learning_rates must be positive numbers, got {','.join(FLAGS.learning_rates)}")
+    if FLAGS.patience < 0:
+        raise RnnLmError(f"--patience must be >= 0, got {FLAGS.patience}")
     if FLAGS.num_steps < 2:
         raise RnnLmError("--num_steps must be at least 2 (lags 0 and 1)")
     if FLAGS.model_dir and FLAGS.experiment != "none":
@@ -96,7 +109,7 @@ def main(argv):
                 FLAGS.out_dir, FLAGS.cells, reference_hidden=FLAGS.hidden_size, num_layers=FLAGS.num_layers,
                 embedding_size=FLAGS.hidden_size, train_tokens=FLAGS.train_tokens, epochs=FLAGS.epochs,
                 seed=FLAGS.seed, horizon=FLAGS.num_steps, agreement_pairs=FLAGS.agreement_pairs, seeds=FLAGS.seeds,
-                grammar=FLAGS.grammar)
+                grammar=FLAGS.grammar, learning_rates=learning_rates, patience=FLAGS.patience)
         else:
             results = _diagnose_models()
         diagnostics.write_json(results, out("diagnose.json"))
@@ -139,6 +152,7 @@ def _diagnose_models():
 
 
 def _print_table(results):
+    import numpy as np
     from rnn_lm.diagnostics import lag_ratio_interval
     lags = [lag for lag in (1, 5, 10, 20, 30, 50) if lag < FLAGS.num_steps]
     seeds = max(len(r.get("seeds", [r])) for r in results.values())
@@ -154,7 +168,9 @@ def _print_table(results):
     for label, r in results.items():
         perplexity = (f"; valid perplexity {r['valid_perplexity']:.2f}"
                       + interval(r, "valid_perplexity_interval", "{:.2f}") if "valid_perplexity" in r else "")
-        print(f"{label}: {r['parameters']:,} parameters{perplexity}; largest singular values "
+        recipe = (f"; Adam at {r['learning_rate']:g}" if "learning_rate" in r else "") + (
+            f", epochs {', '.join(map(str, np.atleast_1d(r['epochs'])))}" if "epochs" in r else "")
+        print(f"{label}: {r['parameters']:,} parameters{perplexity}{recipe}; largest singular values "
               + ", ".join(f"{k} {v:.2f}" for k, v in r["spectral_norms"].items()))
         for layer, g in enumerate(r["gates"], start=1):
             ci = r["gates_interval"][layer - 1] if "gates_interval" in r else {}
