@@ -21,7 +21,7 @@ BACKWARDS = ("auto", "autodiff", "written")
 LEVELS = tuple(TOKENIZERS)
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("epoch", "plateau")
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16", "auto")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NAN_POLICIES = ("skip", "stop")
 FINAL_WEIGHTS = ("best", "last")
@@ -273,7 +273,16 @@ class TrainConfig:
     compute_dtype: str = _field("float32", "Mixed precision (Keras' mixed_bfloat16 / mixed_float16): cells and "
                                 "softmax product in 16 bits; variables, state, softmax and loss in float32; "
                                 "float16 with dynamic loss scaling. Pays only on GPUs and CPUs with native "
-                                "bfloat16 (AVX512_BF16, AMX).", COMPUTE_DTYPES, flag="mixed_precision")
+                                "bfloat16 (AVX512_BF16, AMX). auto: bfloat16 on such a CPU, float32 elsewhere, "
+                                "decided when the run starts (config.json records which).", COMPUTE_DTYPES,
+                                flag="mixed_precision")
+
+    def resolved(self):
+        """This config with ``compute_dtype="auto"`` decided for this machine (``rnn_lm.cpu``)."""
+        if self.compute_dtype != "auto":
+            return self
+        from rnn_lm.cpu import native_bfloat16
+        return dataclasses.replace(self, compute_dtype="bfloat16" if native_bfloat16() else "float32")
 
     def validate(self):
         _check_fields(self)

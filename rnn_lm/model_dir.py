@@ -68,6 +68,7 @@ def prepare(config, model_dir):
     Returns (config with the vocabulary size filled in, corpus).
     """
     config.validate()
+    config = config.replace(train=config.train.resolved())
     stored = stored_config(model_dir)
     vocab = None
     if stored is not None:

@@ -54,7 +54,8 @@ JIT_VARIANTS = {"off": "rnn_lm", "on": "rnn_lm_xla"}
 
 
 def settings_from_flags():
-    from rnn_lm_tools import machine, speed  # they load TensorFlow: not before --help is answered
+    from rnn_lm import cpu
+    from rnn_lm_tools import speed  # it loads TensorFlow: not before --help is answered
 
     f = FLAGS
     bad_jit = [j for j in f.jit if j not in JIT_VARIANTS]
@@ -67,7 +68,7 @@ def settings_from_flags():
     variants = tuple(JIT_VARIANTS[j] for j in dict.fromkeys(f.jit))
     if f.bptt == "on":
         variants += ("rnn_lm_bptt",)
-    if f.bfloat16 == "on" or (f.bfloat16 == "auto" and machine.cpu_has_bf16()):
+    if f.bfloat16 == "on" or (f.bfloat16 == "auto" and cpu.native_bfloat16()):
         variants += ("rnn_lm_bf16",)
     if f.float16 == "on":
         variants += ("rnn_lm_fp16",)

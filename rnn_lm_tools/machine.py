@@ -11,30 +11,8 @@ import time
 import keras
 import tensorflow as tf
 
+from rnn_lm.cpu import cpu_info
 from rnn_lm_tools import timing
-
-
-def cpu_info(path="/proc/cpuinfo"):
-    """(model name, set of feature flags) of the first processor in /proc/cpuinfo; ("", empty set) where
-    there is no such file (not Linux) or it names neither."""
-    name, flags = "", None
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() == "flags" and flags is None:
-                    flags = frozenset(value.split())
-    except OSError:
-        pass
-    return name, flags or frozenset()
-
-
-def cpu_has_bf16():
-    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX); Linux only."""
-    _, flags = cpu_info()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def torch_version():

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from rnn_lm.config import Config, DataConfig, ModelConfig
+from rnn_lm.config import Config, DataConfig, ModelConfig, TrainConfig
 from rnn_lm.errors import RnnLmError
 from tests.helpers import tiny_config
 
@@ -68,3 +68,26 @@ def test_config_json_of_the_wrong_type_is_one_line(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(RnnLmError, match=r"config is not an rnn_lm config \(a JSON list, not an object\)"):
         Config.load(str(run))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_mixed_precision_auto_is_decided_when_the_run_starts(tmp_path, monkeypatch, native):
+    """auto: bfloat16 on a CPU with native bfloat16 (as rnn_lm.cpu reads /proc/cpuinfo), float32 elsewhere;
+    config.json records the decision, not 'auto'."""
+    from rnn_lm import cpu, model_dir as model_dir_lib
+    from tests.helpers import tiny_config, write_corpus
+    monkeypatch.setattr(cpu, "native_bfloat16", lambda path="/proc/cpuinfo": native)
+    want = "bfloat16" if native else "float32"
+    assert TrainConfig(compute_dtype="auto").resolved().compute_dtype == want
+    assert TrainConfig(compute_dtype="float16").resolved().compute_dtype == "float16"
+    cfg = tiny_config(write_corpus(tmp_path / "data", (20, 3, 3)), compute_dtype="auto")
+    config, _ = model_dir_lib.prepare(cfg, str(tmp_path / "run"))
+    assert config.train.compute_dtype == want
+
+
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
+    from rnn_lm import cpu
+    for flags, native in (("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16 sse", True)):
+        (tmp_path / "cpuinfo").write_text(f"model name\t: Chip\nflags\t\t: {flags}\n")
+        assert cpu.native_bfloat16(tmp_path / "cpuinfo") == native
+    assert not cpu.native_bfloat16(tmp_path / "absent")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rnn_lm import cpu
 from rnn_lm_tools import machine
 from rnn_lm_tools import speed
 from rnn_lm_tools import timing
@@ -92,8 +93,8 @@ def test_cpu_info_reads_the_first_processors_name_and_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Chip A\nflags\t\t: fpu avx512f amx_bf16\n\n"
                        "processor\t: 1\nmodel name\t: Chip B\nflags\t\t: fpu\n")
-    assert machine.cpu_info(cpuinfo) == ("Chip A", {"fpu", "avx512f", "amx_bf16"})
-    assert machine.cpu_info(tmp_path / "absent") == ("", frozenset())
+    assert cpu.cpu_info(cpuinfo) == ("Chip A", {"fpu", "avx512f", "amx_bf16"})
+    assert cpu.cpu_info(tmp_path / "absent") == ("", frozenset())
 
 
 def test_large_vocabularies_draw_zipf_ids_and_time_the_adaptive_softmax():
