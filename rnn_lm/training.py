@@ -120,8 +120,15 @@ class Trainer:
         self.checkpoints = checkpoints.RunCheckpoints(tracked, vocab, model_dir, self.write_dir,
                                                       t.keep_checkpoints, self.step)
         self.stop_signal = None
-        self.evaluator = evaluation.Evaluator.for_training(self.model, t, vocab.eos_id)
-        self.generator = Generator(self.model, vocab, get_tokenizer(config.data.level, model_dir),
+        # Validation, the final figures, samples and the SavedModel compute in float32 whatever the
+        # training's precision, as rnn-lm-eval and rnn-lm-export do: a twin of a mixed-precision model,
+        # given its weights by evaluation_weights.
+        self.float32_model = self.model
+        if t.compute_dtype != "float32":
+            self.float32_model = RNNLanguageModel(config.model, backward=t.backward)
+            self.float32_model(tf.zeros([1, 1], tf.int32))  # builds its variables
+        self.evaluator = evaluation.Evaluator.for_training(self.float32_model, t, vocab.eos_id)
+        self.generator = Generator(self.float32_model, vocab, get_tokenizer(config.data.level, model_dir),
                                    jit_compile=t.jit_compile)
 
     def restore(self):
@@ -133,10 +140,15 @@ class Trainer:
         texts, _ = self.generator.sample([""], num_tokens, temperature, seed=seed)
         return texts[0].strip()
 
+    @contextlib.contextmanager
     def evaluation_weights(self):
-        """A context in which the model holds the weights to evaluate: the averaged ones under
+        """A context in which ``float32_model`` holds the weights to evaluate: the averaged ones under
         averaged SGD, else the trained ones."""
-        return self.averaging.applied() if self.averaging else contextlib.nullcontext()
+        with self.averaging.applied() if self.averaging else contextlib.nullcontext():
+            if self.float32_model is not self.model:
+                for twin, trained in zip(self.float32_model.variables, self.model.variables):
+                    twin.assign(trained)
+            yield
 
     def fit(self, corpus, result):
         """The epoch loop; fills ``result``. Stops at ``epochs``, ``max_steps`` or a signal.
@@ -437,9 +449,9 @@ def _train(config, corpus, model_dir, worker_dir, strategy, export):
         result.sample = trainer.sample_text(config.train.sample_tokens, config.train.seed,
                                             config.train.sample_temperature)
         if export and worker_dir is None:
-            start = evaluation.sentence_start(config, corpus.vocab, trainer.model, model_dir,
+            start = evaluation.sentence_start(config, corpus.vocab, trainer.float32_model, model_dir,
                                               corpus.train_start(evaluation.BOUNDARY_TOKENS))
-            path = export_lib.export_saved_model(trainer.model, corpus.vocab, config,
+            path = export_lib.export_saved_model(trainer.float32_model, corpus.vocab, config,
                                                  os.path.join(model_dir, SAVED_MODEL_DIR), start, model_dir)
             logging.info("SavedModel written to %s", path)
     return result

@@ -273,3 +273,18 @@ def test_patience_stops_after_epochs_without_a_better_validation(tmp_path, monke
     second = train_run(cfg, tmp_path / "resumed", epochs=10)
     assert sorted(second.valid_perplexities) == [4] and second.stopped_early == 4
     assert next(figures, None) is None
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_a_mixed_precision_runs_figures_are_those_of_its_weights_in_float32(tmp_path, precision):
+    """Validation and the final figures compute in float32, as rnn-lm-eval does with the checkpoint: the
+    run's test perplexity equals a float32 model's with the checkpoint's weights, and the epoch's
+    validation figure its valid perplexity."""
+    data = write_corpus(tmp_path / "data", (40, 4, 4))
+    run = str(tmp_path / "run")
+    result = train_run(tiny_config(data, compute_dtype=precision), run)
+    assert result.test_perplexity == pytest.approx(_test_perplexity(run, "best"), rel=1e-6)
+    config, vocab, model = checkpoints.load_model(run, checkpoint="best")
+    valid = corpus_lib.load_corpus(config.data, vocab).valid
+    assert result.valid_perplexities[1] == pytest.approx(
+        evaluation.Evaluator.for_training(model, config.train, vocab.eos_id).perplexity(valid), rel=1e-6)
