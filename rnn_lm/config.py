@@ -270,7 +270,7 @@ class TrainConfig:
                            "differentiates the unrolled loop), written (backpropagation through time written out, "
                            "rnn_lm/bptt.py: the same gradients, the recurrent weights' in one product over the "
                            "window), or auto (the faster of the two for the cell and size, as measured).", BACKWARDS)
-    compute_dtype: str = _field("float32", "Mixed precision (Keras' mixed_bfloat16 / mixed_float16): cells and "
+    compute_dtype: str = _field("auto", "Mixed precision (Keras' mixed_bfloat16 / mixed_float16): cells and "
                                 "softmax product in 16 bits; variables, state, softmax and loss in float32; "
                                 "float16 with dynamic loss scaling. Pays only on GPUs and CPUs with native "
                                 "bfloat16 (AVX512_BF16, AMX). auto: bfloat16 on such a CPU, float32 elsewhere, "
