@@ -393,7 +393,9 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
         if len(learning_rates) > 1:
             for rate in learning_rates:
                 log(f"{label}: one epoch at learning rate {rate:g}")
-                trial = training.train(config(model_config, seed, rate, 1), run_dir(cell, seed, rate), export=False)
+                trial = stop_if_interrupted(training.train(config(model_config, seed, rate, 1),
+                                                           run_dir(cell, seed, rate), export=False),
+                                            run_dir(cell, seed, rate))
                 trials[rate] = trial.valid_perplexity
             log(f"{label}: validation perplexity after one epoch " +
                 ", ".join(f"{p:.3f} at {r:g}" for r, p in trials.items()))
@@ -405,7 +407,8 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
                 diagnose(fresh, corpus.valid, horizon, vocab=corpus.vocab, grammar=grammar))
             model_dir = run_dir(cell, s, rate if trials else None)
             log(f"{label}, seed {s}: {parameter_count(model_config):,} parameters; training at {rate:g}")
-            outcome = training.train(config(model_config, s, rate), model_dir, export=False)
+            outcome = stop_if_interrupted(training.train(config(model_config, s, rate), model_dir, export=False),
+                                          model_dir)
             _, vocab, model = checkpoints.load_model(model_dir, checkpoint="best" if patience else "latest")
             start = evaluation.boundary_state(model, corpus.train, vocab.eos_id)
             result = diagnose(model, corpus.valid, horizon, vocab=vocab, agreement_pairs=agreement_pairs, start=start,
@@ -420,6 +423,15 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
     if seeds == 1:
         return {label: results[0] for label, results in per_seed.items()}
     return {label: combine_seeds(results, agreement_pairs) for label, results in per_seed.items()}
+
+
+def stop_if_interrupted(outcome, model_dir):
+    """``outcome`` of ``training.train``, or an RnnLmError when a signal stopped that run (with its checkpoint):
+    the experiment stops there, and the same command resumes it."""
+    if outcome.interrupted:
+        raise RnnLmError(f"{outcome.interrupted}: stopped with a checkpoint in {model_dir}; run the same "
+                         "command to resume the experiment")
+    return outcome
 
 
 def exploding_experiment(steps=300, hidden_size=200, init_scale=0.2, learning_rate=1.0, max_grad_norm=0.25,

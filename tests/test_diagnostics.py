@@ -102,3 +102,14 @@ def test_combine_seeds_means_and_intervals():
     assert combined["gates_interval"][0]["keep"] == pytest.approx([0.6 - 12.706 * 0.1, 0.6 + 12.706 * 0.1])
     assert combined["valid_perplexity"] == 11.0 and combined["keep_histogram"] == [[2, 4]]
     assert diagnostics.lag_ratio_interval(combined, 2)[0] == pytest.approx(0.2)  # scale^2 / scale, geometric mean
+
+
+def test_an_interrupted_run_stops_the_cell_experiment():
+    """A signal that stopped one of the experiment's runs (training.train returned with it) ends the
+    experiment with one line that names the run's directory; a finished run passes through."""
+    from rnn_lm.errors import RnnLmError
+    from rnn_lm.training import TrainResult
+    with pytest.raises(RnnLmError, match="SIGTERM: stopped with a checkpoint in out/lstm_seed1"):
+        diagnostics.stop_if_interrupted(TrainResult(interrupted="SIGTERM"), "out/lstm_seed1")
+    done = TrainResult(final_epoch=2)
+    assert diagnostics.stop_if_interrupted(done, "out/lstm") is done
