@@ -289,8 +289,8 @@ class TrainConfig:
         for name in ("batch_size", "num_steps", "epochs", "eval_batch_size",
                      "log_every_steps", "keep_checkpoints", "decay_start_epoch", "max_nonfinite_steps"):
             _positive(self, name)
-        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch", "weight_decay", "patience",
-                     "save_every_secs", "sample_temperature", "max_grad_norm", "eval_warmup"):
+        for name in ("max_steps", "save_every_steps", "sample_tokens", "average_start_epoch", "weight_decay",
+                     "patience", "save_every_secs", "sample_temperature", "max_grad_norm", "eval_warmup"):
             if getattr(self, name) < 0:
                 raise _error(self, name, "must be >= 0")
         if not self.learning_rate > 0:

@@ -393,9 +393,9 @@ def cell_experiment(out_dir, cells=CELL_TYPES, reference_hidden=200, embedding_s
         if len(learning_rates) > 1:
             for rate in learning_rates:
                 log(f"{label}: one epoch at learning rate {rate:g}")
-                trial = stop_if_interrupted(training.train(config(model_config, seed, rate, 1),
-                                                           run_dir(cell, seed, rate), export=False),
-                                            run_dir(cell, seed, rate))
+                trial_dir = run_dir(cell, seed, rate)
+                trial = stop_if_interrupted(training.train(config(model_config, seed, rate, 1), trial_dir,
+                                                           export=False), trial_dir)
                 trials[rate] = trial.valid_perplexity
             log(f"{label}: validation perplexity after one epoch " +
                 ", ".join(f"{p:.3f} at {r:g}" for r, p in trials.items()))

@@ -225,7 +225,8 @@ def test_the_second_grammar_is_another_language():
     cakes, pilots = g.GRAMMARS["cakes"], g.GRAMMARS["pilots"]
     function_words = {"the", ".", "that", "who", "which", "is", "are", "was", "were", "has", "have"}
     assert set(cakes.vocabulary) & set(pilots.vocabulary) == function_words
-    first, second = (g.corpus_statistics(g.generate_annotated(50_000, 3, 2, name), name) for name in ("cakes", "pilots"))
+    first, second = (g.corpus_statistics(g.generate_annotated(50_000, 3, 2, name), name)
+                     for name in ("cakes", "pilots"))
     for key in ("mean_distance", "fraction_modified_subject", "fraction_with_attractor"):
         assert second[key] > first[key] + 0.05, key
     assert pilots.p_subj_rel > pilots.p_pp and cakes.p_subj_rel < cakes.p_pp

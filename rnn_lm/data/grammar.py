@@ -154,8 +154,8 @@ class Grammar:
     @functools.cached_property
     def vocabulary(self) -> tuple:
         return tuple(sorted(
-            {"the", "."} | ({"an"} if "a" in self.determiners[SG] else set()) | set(self.noun_number) | set(self.flip_number) | set(self.adjectives)
-            | set(self.prepositions) | {w for v in self.determiners.values() for w in v}
+            {"the", "."} | ({"an"} if "a" in self.determiners[SG] else set()) | set(self.noun_number)
+            | set(self.flip_number) | set(self.adjectives) | set(self.prepositions) | {w for v in self.determiners.values() for w in v}
             | {w for table in (self.participles, self.relative_pronouns, self.transitive_past)
                for v in table.values() for w in v}))
 
