@@ -277,14 +277,23 @@ def plot_gates(results, path, title="Do the gates keep the state? (h_t ~ h_(t-1)
 
 
 def plot_losses(curves, path, title="Exploding gradients: Elman RNN, relu, large initial weights"):
-    """curves: {label: {"loss": [...], "grad_norm": [...]}} per step; log scales."""
+    """curves: {label: {"loss": [...], "grad_norm": [...]}} per step; log scales.  Several seeds
+    (``combine_exploding``): the first seed's curve bold, the others thin."""
     plt = _pyplot()
     fig, (ax_loss, ax_norm) = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = _styles(curves)
     for label, c in curves.items():
         steps = np.arange(1, len(c["loss"]) + 1)
         bad = np.flatnonzero(~np.isfinite(np.asarray(c["loss"], dtype=float)))
-        style = {**styles[label], "label": f"{label} (NaN or inf from step {bad[0] + 1})" if len(bad) else label}
+        if "seeds" in c and len(c["seeds"]) > 1:
+            legend = f"{label} ({c['broke_down']} of {c['runs']} seeds NaN or inf)"
+            for other in c["seeds"][1:]:
+                thin = {**styles[label], "label": None, "linewidth": 0.8, "alpha": 0.4}
+                ax_loss.semilogy(steps, _finite(other["loss"]), **thin)
+                ax_norm.semilogy(steps, _finite(other["grad_norm"]), **thin)
+        else:
+            legend = f"{label} (NaN or inf from step {bad[0] + 1})" if len(bad) else label
+        style = {**styles[label], "label": legend}
         ax_loss.semilogy(steps, _finite(c["loss"]), **style)
         ax_norm.semilogy(steps, _finite(c["grad_norm"]), **style)
     _label_axes(ax_loss, "training step", "training cost J (nats, log scale)")
@@ -462,3 +471,29 @@ def exploding_experiment(steps=300, hidden_size=200, init_scale=0.2, learning_ra
         curves[label] = {"loss": losses, "grad_norm": norms,
                          "non_finite_steps": int(sum(not math.isfinite(v) for v in losses))}
     return curves
+
+
+def combine_exploding(runs):
+    """``exploding_experiment`` curves of several seeds -> per label the first seed's curve (what the
+    figure draws boldly), each seed's under "seeds", and the claim's figures over the seeds: how many
+    runs broke down (a non-finite cost at some step; Wilson interval of the fraction), each run's first
+    non-finite step (None: none), its largest gradient norm, and the last cost of the runs that stayed
+    finite (mean with its t interval)."""
+    out = {}
+    for label in runs[0]:
+        curves = [r[label] for r in runs]
+        first_bad = [next((i + 1 for i, v in enumerate(c["loss"]) if not math.isfinite(v)), None) for c in curves]
+        broke = sum(step is not None for step in first_bad)
+        finite_last = [c["loss"][-1] for c, step in zip(curves, first_bad) if step is None]
+        _, low, high = wilson_interval(broke, len(curves))
+        out[label] = {**curves[0], "seeds": curves, "broke_down": broke, "runs": len(curves),
+                      "broke_down_interval": [low, high], "first_non_finite_step": first_bad,
+                      "largest_grad_norm": [max(_finite_values(c["grad_norm"]), default=math.nan) for c in curves]}
+        if finite_last:
+            mean, low, high = t_interval(finite_last)
+            out[label].update(last_cost=mean, last_cost_interval=[low, high])
+    return out
+
+
+def _finite_values(values):
+    return [v for v in values if math.isfinite(v)]

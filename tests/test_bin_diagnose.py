@@ -116,3 +116,20 @@ def test_diagnose_binary_cell_experiment_chooses_each_cells_rate_and_converges(t
     again = run(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert trained_result(tmp_path)["valid_perplexity"] == pytest.approx(r["valid_perplexity"], rel=1e-6)
+
+
+def test_diagnose_binary_exploding_experiment_with_seeds(tmp_path):
+    """The clipping experiment end to end, two seeds: each label keeps both runs, counts the runs that
+    broke down (consistent with their curves) and prints one line per label; the clipped runs stay finite."""
+    proc = run("diagnose", f"--out_dir={tmp_path}", "--experiment=exploding", "--exploding_steps=4", "--seeds=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "diagnose.json").read_text())
+    assert sorted(results) == ["clipped at 0.25", "no clipping"]
+    for label, r in results.items():
+        assert r["runs"] == 2 and len(r["seeds"]) == 2 and r["loss"] == r["seeds"][0]["loss"]
+        bad = [next((i + 1 for i, v in enumerate(c["loss"]) if not np.isfinite(v)), None) for c in r["seeds"]]
+        assert r["first_non_finite_step"] == bad and r["broke_down"] == sum(b is not None for b in bad)
+        assert f"{label:16s} NaN or inf in {r['broke_down']} of 2 runs" in proc.stdout
+    assert results["clipped at 0.25"]["broke_down"] == 0 and "last_cost" in results["clipped at 0.25"]
+    assert results["no clipping"]["seeds"][0]["loss"][0] == results["clipped at 0.25"]["seeds"][0]["loss"][0]
+    assert (tmp_path / "exploding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

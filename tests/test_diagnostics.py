@@ -72,6 +72,27 @@ def test_exploding_experiment_same_start_then_clipping_differs():
     assert free["non_finite_steps"] == sum(not np.isfinite(v) for v in free["loss"])
 
 
+def test_combine_exploding_counts_break_downs_and_averages_the_finite_runs():
+    """Three seeds: two unclipped runs break down (steps 2 and 3), one does not; the clipped runs'
+    last costs 3, 4, 5 -> mean 4 +- 4.303 / sqrt(3); 2 of 3 -> Wilson [0.208, 0.939]."""
+    nan, inf = float("nan"), float("inf")
+    runs = [{"no clipping": {"loss": [5.0, nan, nan], "grad_norm": [1.0, 9e9, nan], "non_finite_steps": 2},
+             "clipped": {"loss": [5.0, 4.0, 3.0], "grad_norm": [1.0, 2.0, 1.5], "non_finite_steps": 0}},
+            {"no clipping": {"loss": [5.0, 6.0, inf], "grad_norm": [1.0, 7.0, 8.0], "non_finite_steps": 1},
+             "clipped": {"loss": [5.0, 4.5, 4.0], "grad_norm": [1.0, 3.0, 1.0], "non_finite_steps": 0}},
+            {"no clipping": {"loss": [5.0, 4.0, 2.0], "grad_norm": [1.0, 2.0, 3.0], "non_finite_steps": 0},
+             "clipped": {"loss": [5.0, 5.0, 5.0], "grad_norm": [1.0, 1.0, 1.0], "non_finite_steps": 0}}]
+    combined = diagnostics.combine_exploding(runs)
+    free, clipped = combined["no clipping"], combined["clipped"]
+    assert (free["broke_down"], free["runs"], free["first_non_finite_step"]) == (2, 3, [2, 3, None])
+    assert free["broke_down_interval"] == pytest.approx([0.2077, 0.9385], abs=1e-4)
+    assert free["largest_grad_norm"] == [9e9, 8.0, 3.0] and free["last_cost"] == 2.0
+    assert free["loss"] is runs[0]["no clipping"]["loss"] and len(free["seeds"]) == 3
+    assert clipped["broke_down"] == 0 and clipped["first_non_finite_step"] == [None] * 3
+    assert clipped["last_cost"] == 4.0
+    assert clipped["last_cost_interval"][1] - 4.0 == pytest.approx(4.303 / 3 ** 0.5)
+
+
 def test_intervals_against_hand_computed_values():
     """Wilson: 8 of 10 -> [0.490, 0.943] (p +- by the score formula); t: 1, 2, 3 -> 2 +- 4.303 / sqrt(3)."""
     p, low, high = diagnostics.wilson_interval(8, 10)

@@ -59,9 +59,9 @@ flags.DEFINE_integer("patience", 0, "--experiment=cells: train to convergence: t
 flags.DEFINE_integer("exploding_steps", 300, "--experiment=exploding: training steps per run.")
 flags.DEFINE_float("exploding_init_scale", 0.2, "--experiment=exploding: uniform initialisation range.")
 flags.DEFINE_integer("seed", 0, "Seed of the fresh models and the experiments.")
-flags.DEFINE_integer("seeds", 3, "--experiment=cells: trainings per cell, with seeds --seed, --seed + 1, ...; "
-                     "every figure is then the mean with its 95 % interval (Wilson for agreement, t for the "
-                     "rest).")
+flags.DEFINE_integer("seeds", 3, "--experiment=cells: trainings per cell; --experiment=exploding: pairs of "
+                     "runs; with seeds --seed, --seed + 1, ...; every figure is then the mean with its 95 % "
+                     "interval (Wilson for agreement and break-downs, t for the rest).")
 
 
 def main(argv):
@@ -94,15 +94,19 @@ def main(argv):
     out = lambda name: os.path.join(FLAGS.out_dir, name)  # noqa: E731
     figures = []
     if FLAGS.experiment == "exploding":
-        curves = diagnostics.exploding_experiment(steps=FLAGS.exploding_steps, init_scale=FLAGS.exploding_init_scale,
-                                                  seed=FLAGS.seed)
+        curves = diagnostics.combine_exploding([
+            diagnostics.exploding_experiment(steps=FLAGS.exploding_steps, init_scale=FLAGS.exploding_init_scale,
+                                             seed=s) for s in range(FLAGS.seed, FLAGS.seed + FLAGS.seeds)])
         figures.append(diagnostics.plot_losses(curves, out("exploding.png")))
         diagnostics.write_json(curves, out("diagnose.json"))
         for label, c in curves.items():
-            finite = [v for v in c["loss"] if v == v and v != float("inf")]
-            print(f"{label:16s} cost at step 1 {c['loss'][0]:.3g}, last {c['loss'][-1]:.3g}, "
-                  f"highest {max(finite, default=float('nan')):.3g}; largest gradient norm "
-                  f"{max(c['grad_norm']):.3g}; non-finite steps {c['non_finite_steps']}")
+            low, high = c["broke_down_interval"]
+            last = (f"; last cost of the finite runs {c['last_cost']:.3g}"
+                    + (f" [{c['last_cost_interval'][0]:.3g}, {c['last_cost_interval'][1]:.3g}]" if c["runs"] > 1
+                       else "") if "last_cost" in c else "")
+            print(f"{label:16s} NaN or inf in {c['broke_down']} of {c['runs']} runs [{low:.0%}, {high:.0%}] "
+                  f"(first at step {', '.join('-' if s is None else str(s) for s in c['first_non_finite_step'])})"
+                  f"; largest gradient norm {', '.join(f'{g:.3g}' for g in c['largest_grad_norm'])}{last}")
     else:
         if FLAGS.experiment == "cells":
             results = diagnostics.cell_experiment(
