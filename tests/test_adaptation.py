@@ -155,14 +155,17 @@ def test_dynamic_evaluation_updates_by_the_rule(method, decay):
     ids = stream(15, seed=5)
     lr, segment = 0.3, 5
     theta0 = [v.numpy().astype(np.float64) for v in model.trainable_variables]
-    ms = [np.random.default_rng(i).uniform(0.1, 2.0, t.shape) for i, t in enumerate(theta0)]
+    # Each variable's statistics on its own scale, so that the decay's one normalising number (the mean
+    # over the variables of each one's mean sqrt(MS), as Krause et al.'s code has it) shows.
+    ms = [np.random.default_rng(i).uniform(0.1, 2.0, t.shape) * 4.0 ** i for i, t in enumerate(theta0)]
     nll = adaptation.DynamicEvaluator(model, segment, EOS, lr, method, decay,
                                       ms=[tf.constant(m, tf.float32) for m in ms]).token_nll(ids)
     if method == "sgd":
         scale, pull = [1.0] * len(ms), [decay] * len(ms)
     else:
         scale = [1 / (np.sqrt(m) + adaptation.RMS_EPSILON) for m in ms]
-        pull = [decay * np.minimum(np.sqrt(m) / np.sqrt(m).mean(), 1 / decay) if decay else 0.0 for m in ms]
+        mean_root = np.mean([np.sqrt(m).mean() for m in ms])
+        pull = [decay * np.minimum(np.sqrt(m) / mean_root, 1 / decay) if decay else 0.0 for m in ms]
     inputs = np.concatenate([[EOS], ids[:-1]])
     theta, state, want = [t.copy() for t in theta0], None, []
     for s in range(3):

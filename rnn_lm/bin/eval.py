@@ -8,7 +8,7 @@
     rnn-lm-eval --model_dir=/tmp/lm --text_file=nbest.txt --nbest          # "utt-1 hypothesis" lines, ranked
     rnn-lm-eval --saved_model=/tmp/lm/saved_model --text_file=test.txt    # the exported model itself
     rnn-lm-eval --model_dir=/tmp/lm --cache_size=500 --cache_theta=1.0 --cache_lambda=0.1   # a neural cache
-    rnn-lm-eval --model_dir=/tmp/lm --dynamic=rms --dynamic_lr=0.002 --dynamic_decay=0.02  # dynamic evaluation
+    rnn-lm-eval --model_dir=/tmp/lm --dynamic=rms --dynamic_lr=0.00005 --dynamic_decay=0.002  # dynamic evaluation
     rnn-lm-eval --model_dir=/tmp/lm --tune=cache      # choose the cache's settings on valid, report test
     rnn-lm-eval --model_dir=/tmp/lm --tune=both --dynamic=sgd --tune_tokens=5000   # the two together
 
