@@ -130,6 +130,10 @@ _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
 Z_975 = 1.959964
 
 
+# The gate statistics (analysis.gate_statistics) that cannot exceed 1: a gate's mean and the fractions.
+BOUNDED_BY_ONE = ("keep", "keep>0.9", "change<0.1")
+
+
 def t_interval(values):
     """(mean, low, high): the 95 % t interval of the mean of ``values`` (one value: the value itself)."""
     values = np.asarray(values, dtype=float)
@@ -181,7 +185,10 @@ def combine_seeds(results, agreement_pairs=0):
     for layer, row in enumerate(first["gates"]):
         stats = {k: t_interval([r["gates"][layer][k] for r in results]) for k in row}
         out["gates"].append({k: m for k, (m, _, _) in stats.items()})
-        out["gates_interval"].append({k: [lo, hi] for k, (_, lo, hi) in stats.items()})
+        # Every gate statistic is a mean of gates, of norms' ratios or a fraction: the interval stays
+        # within what it can be (>= 0; a gate's mean and a fraction <= 1).
+        out["gates_interval"].append({k: [max(lo, 0.0), min(hi, 1.0) if k in BOUNDED_BY_ONE else hi]
+                                      for k, (_, lo, hi) in stats.items()})
     for key in ("agreement", "agreement_zero"):
         if key in first:
             stats = {d: wilson_interval(round(sum(r[key][d] for r in results) * agreement_pairs),

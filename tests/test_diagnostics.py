@@ -111,7 +111,7 @@ def test_combine_seeds_means_and_intervals():
     gates and perplexities means, each with its interval."""
     def result(scale, agree, keep, ppl):
         return {"model": "m", "parameters": 10, "gradient_flow": [[1.0, scale, scale ** 2]],
-                "spectral_norms": {"U": scale}, "gates": [{"keep": keep, "change": 0.1}],
+                "spectral_norms": {"U": scale}, "gates": [{"keep": keep, "change": scale}],
                 "keep_histogram": [[1, 2]], "change_histogram": [[3, 4]], "agreement": {"2": agree},
                 "valid_perplexity": ppl}
     combined = diagnostics.combine_seeds([result(0.1, 0.75, 0.5, 10.0), result(0.4, 1.0, 0.7, 12.0)],
@@ -120,7 +120,10 @@ def test_combine_seeds_means_and_intervals():
     assert combined["agreement"]["2"] == pytest.approx(7 / 8)
     assert combined["agreement_interval"]["2"] == pytest.approx(list(diagnostics.wilson_interval(7, 8)[1:]))
     assert combined["gates"][0]["keep"] == pytest.approx(0.6)
-    assert combined["gates_interval"][0]["keep"] == pytest.approx([0.6 - 12.706 * 0.1, 0.6 + 12.706 * 0.1])
+    # t intervals, kept within what the statistic can be: a gate's mean in [0, 1], a ratio of norms >= 0
+    assert combined["gates_interval"][0]["keep"] == [0.0, 1.0]  # 0.6 -+ 12.706 * 0.1
+    half = 12.706 * np.std([0.1, 0.4], ddof=1) / 2 ** 0.5
+    assert combined["gates_interval"][0]["change"] == pytest.approx([0.0, 0.25 + half])
     assert combined["valid_perplexity"] == 11.0 and combined["keep_histogram"] == [[2, 4]]
     assert diagnostics.lag_ratio_interval(combined, 2)[0] == pytest.approx(0.2)  # scale^2 / scale, geometric mean
 
