@@ -152,7 +152,9 @@ def wilson_interval(successes, trials):
     p, z2 = successes / trials, Z_975 ** 2
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
     half = Z_975 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials ** 2)) / (1 + z2 / trials)
-    return p, centre - half, centre + half
+    # In exact arithmetic low <= p <= high and both in [0, 1]; in floating point, at p = 0 or 1,
+    # a bound can miss p by a rounding error (and an error bar would be negative).
+    return p, max(min(centre - half, p), 0.0), min(max(centre + half, p), 1.0)
 
 
 def combine_seeds(results, agreement_pairs=0):

@@ -98,6 +98,9 @@ def test_intervals_against_hand_computed_values():
     p, low, high = diagnostics.wilson_interval(8, 10)
     assert p == 0.8 and low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     assert diagnostics.wilson_interval(0, 20)[1] == pytest.approx(0.0, abs=1e-12)
+    # All or none right: the bound at p is p itself (rounding once put it below 1 and broke the figure)
+    for n in range(1, 1001):
+        assert diagnostics.wilson_interval(n, n)[2] == 1.0 and diagnostics.wilson_interval(0, n)[1] == 0.0
     mean, low, high = diagnostics.t_interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and high - mean == pytest.approx(4.303 / 3 ** 0.5, rel=1e-6) and low == 4.0 - high
     assert diagnostics.t_interval([7.0]) == (7.0, 7.0, 7.0)
