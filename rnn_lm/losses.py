@@ -9,19 +9,24 @@ averaged over the batch.  Perplexity = exp(J) over every target token,
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 
 def token_cross_entropy(logits, targets):
     """-log y_hat[target] per token from logits [..., V] and targets [...]: [...].
 
-        J_t = log sum_j exp(z_j) - z_target       (m = max_j z_j subtracted first, for stability)
+        y_hat = softmax(z),   J_t = -log y_hat_target
         dJ_t/dz_j = y_hat_j - [j = target]        (the softmax minus the one-hot target)
 
-    written out with its gradient: TensorFlow's fused kernel
-    (tf.nn.sparse_softmax_cross_entropy_with_logits, the reference in tests/test_losses.py) took
-    twice as long over a [400, 10000] batch on a 2-core CPU (docs/performance.md), and computes the
-    gradient even when only the loss is wanted."""
+    written out with its gradient. y_hat is TensorFlow's softmax, one kernel (the maximum subtracted
+    first), kept for the gradient. Where a target's probability is below the smallest normal float,
+    -log of it would lose precision (or be -log 0), and the batch's J_t is then computed as
+    log sum_j exp(z_j) - z_target. Loss and gradient over a [400, 10000] batch on a 2-core CPU take
+    about 0.7 times the time of the same written out from exp and sums, and less than half of
+    TensorFlow's fused kernel (tf.nn.sparse_softmax_cross_entropy_with_logits, the reference in
+    tests/test_losses.py), which also computes the gradient when only the loss is wanted
+    (docs/performance.md)."""
     shape = tf.shape(targets)
     nll = _cross_entropy(tf.reshape(logits, [-1, tf.shape(logits)[-1]]), tf.reshape(targets, [-1]))
     return tf.reshape(nll, shape)
@@ -30,14 +35,16 @@ def token_cross_entropy(logits, targets):
 @tf.custom_gradient
 def _cross_entropy(logits, targets):
     """logits [N, V], targets [N] -> -log softmax(logits)[target], [N]."""
-    m = tf.reduce_max(logits, axis=-1, keepdims=True)
-    e = tf.exp(logits - m)
-    total = tf.reduce_sum(e, axis=-1, keepdims=True)
+    y_hat = tf.nn.softmax(logits)
     rows = tf.stack([tf.range(tf.shape(targets)[0], dtype=targets.dtype), targets], axis=1)
-    nll = tf.math.log(total[:, 0]) + m[:, 0] - tf.gather_nd(logits, rows)
+    p_target = tf.gather_nd(y_hat, rows)
+    smallest_normal = tf.constant(np.finfo(logits.dtype.as_numpy_dtype).tiny, logits.dtype)
+    nll = tf.cond(tf.reduce_all(p_target >= smallest_normal),
+                  lambda: -tf.math.log(p_target),
+                  lambda: tf.reduce_logsumexp(logits, axis=-1) - tf.gather_nd(logits, rows))
 
     def grad(d_nll):
-        d_logits = e * (d_nll[:, None] / total)  # d_nll * y_hat
+        d_logits = y_hat * d_nll[:, None]
         return tf.tensor_scatter_nd_sub(d_logits, rows, d_nll), None  # ... - d_nll at the target
 
     return nll, grad

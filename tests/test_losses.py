@@ -94,3 +94,23 @@ def test_equals_tensorflows_fused_kernel():
         results.append((nll.numpy(), tape.gradient(cost, z).numpy()))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("gap", [40.0, 90.0, 1000.0])
+def test_tiny_target_probabilities_against_float64(gap):
+    """A target logit `gap` below the others': p = e^-gap / (V - 1 + e^-gap) is 4e-18 (normal in
+    float32), 8e-40 (below the smallest normal: the exact log-sum-exp path) or 0; -log p in float64."""
+    v = 50
+    logits = np.zeros((2, v))
+    logits[0, 3] = -gap  # the target of row 0, far below the rest
+    logits[1, 7] = 2.0   # row 1: an ordinary row in the same batch
+    targets = np.array([3, 7])
+    want = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1) - logits[[0, 1], targets]
+    with tf.GradientTape() as tape:
+        z = tf.constant(logits, tf.float32)
+        tape.watch(z)
+        nll = losses.token_cross_entropy(z, tf.constant(targets))
+    np.testing.assert_allclose(nll.numpy(), want, rtol=1e-6)
+    y_hat = np.exp(logits - logits.max(-1, keepdims=True))
+    y_hat /= y_hat.sum(-1, keepdims=True)
+    np.testing.assert_allclose(tape.gradient(nll, z).numpy(), y_hat - np.eye(v)[targets], atol=1e-7)
