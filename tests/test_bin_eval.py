@@ -125,6 +125,12 @@ def test_cache_dynamic_and_tuning_report_perplexities(trained):
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     assert tuned.stdout.count("valid (") == 1 + 16 and "chosen on valid: method=cache" in tuned.stdout
     assert "test (" in tuned.stdout and f"static perplexity {ppl(static):.2f}" in tuned.stdout
+    # Tuned on valid, reported on the text asked for: the same lines in a file give the same figures.
+    model_dir, data, _ = trained
+    on_file = run("eval", f"--model_dir={model_dir}", "--tune=cache", "--cache_size=20",
+                  f"--text_file={data}/test.txt")
+    assert on_file.returncode == 0, on_file.stderr[-2000:]
+    assert on_file.stdout.splitlines()[-1] == tuned.stdout.splitlines()[-1].replace("test (", f"{data}/test.txt (")
     sized = run("eval", f"--model_dir={model_dir}", "--tune=cache", "--tune_tokens=40")  # the size searched too
     assert sized.returncode == 0, sized.stderr[-2000:]
     assert sized.stdout.count("valid (40 tokens)") == 1 + 3 * 16 and "size=2000, theta=1.0, lam=0.3" in sized.stdout
@@ -162,9 +168,18 @@ def test_cache_and_dynamic_evaluation_together(trained):
     (["--cache_size=10", "--dynamic=sgd", "--dynamic_segment=-2"], "--dynamic_segment positive"),
     (["--nbest"], "--nbest needs --text_file"),
     (["--cache_size=10", "--cache_lambda=1.5"], "--cache_lambda in [0, 1]"),
+    # Adapting to a stream does not fit scoring lines on their own: not silently ignored.
+    (["--per_sentence", "--cache_size=10"], "--cache_size adapts to a text read as one stream, which --per_sentence"),
+    (["--nbest", "--dynamic=sgd", "--tune=dynamic"], "--dynamic and --tune adapt to a text read as one stream"),
 ])
 def test_adaptive_flags_that_do_not_fit_are_one_line(trained, args, needle):
     assert_one_line_error(run("eval", f"--model_dir={trained[0]}", *args), needle)
+
+
+def test_the_saved_model_takes_no_adaptive_flags(trained):
+    model_dir, data, _ = trained
+    assert_one_line_error(run("eval", f"--saved_model={model_dir}/saved_model", f"--text_file={data}/test.txt",
+                              "--cache_size=10"), "--cache_size needs --model_dir")
 
 
 def test_a_sentence_mode_model_scores_lines_alone_as_in_the_stream(tmp_path):

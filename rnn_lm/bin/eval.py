@@ -75,7 +75,8 @@ flags.DEFINE_integer("dynamic_segment", 0, "Dynamic evaluation: tokens per segme
 flags.DEFINE_enum("tune", "off", ["off", "cache", "dynamic", "both"], "Choose the cache's size (unless "
                   "--cache_size gives it), theta and lambda (cache), dynamic evaluation's learning rate and decay "
                   "(dynamic; with --dynamic, default rms), or every pair of the two (both) on the valid split (its "
-                  "first --tune_tokens tokens), then report the test split with them, beside the static figures.")
+                  "first --tune_tokens tokens), then report the --split (test) or the --text_file with them, "
+                  "beside the static figures.")
 flags.DEFINE_integer("tune_tokens", 20000, "--tune: tokens of the valid split each setting is tried on (0: all).")
 common.define_checkpoint_flag(__name__)
 
@@ -83,6 +84,15 @@ common.define_checkpoint_flag(__name__)
 def main(argv):
     if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
         raise RnnLmError("give exactly one of --model_dir and --saved_model")
+    adapting = [f"--{name}" for name, on in (("cache_size", FLAGS.cache_size), ("dynamic", FLAGS.dynamic != "off"),
+                                            ("tune", FLAGS.tune != "off")) if on]
+    if adapting and FLAGS.saved_model:
+        raise RnnLmError(f"{' and '.join(adapting)} need{'s' if len(adapting) == 1 else ''} --model_dir: "
+                         "--saved_model scores through the exported signatures as they are")
+    if adapting and (FLAGS.per_sentence or FLAGS.nbest):
+        scoring = "--nbest" if FLAGS.nbest else "--per_sentence"
+        raise RnnLmError(f"{' and '.join(adapting)} adapt{'s' if len(adapting) == 1 else ''} to a text read as "
+                         f"one stream, which {scoring} does not do (score the file without {scoring})")
     if FLAGS.saved_model:
         if not FLAGS.text_file or FLAGS.per_sentence or FLAGS.nbest:
             raise RnnLmError("--saved_model needs --text_file (and takes no --per_sentence or --nbest)")
@@ -126,7 +136,7 @@ def main(argv):
         what = f"{FLAGS.split} split of {config.data.corpus_name}"
         lines = None
     if FLAGS.tune != "off":
-        return tune(config, vocab, model)
+        return tune(config, vocab, model, ids, FLAGS.text_file or FLAGS.split)
     settings = settings_from_flags()
     evaluator = adaptive_evaluator(config, vocab, model, settings)
     if settings["method"] != "static":
@@ -213,8 +223,9 @@ def name(settings):
     return settings["method"]
 
 
-def tune(config, vocab, model):
-    """Each setting of the grid on (the start of) valid, the best on test, beside static evaluation.
+def tune(config, vocab, model, ids, what):
+    """Each setting of the grid on (the start of) valid, the best on ``ids`` (``what``: the --split, test
+    by default, or the --text_file), beside static evaluation.
 
     --tune=cache tries the cache's grid, --tune=dynamic dynamic evaluation's, --tune=both every pair;
     what is not searched comes from the flags.  The cache's whole grid is scored in one pass over the
@@ -263,15 +274,19 @@ def tune(config, vocab, model):
             candidate = FLAGS.tune != "dynamic" or not fixed_cache or "size" in tried_settings
             if candidate and (best is None or nats < best[0]):
                 best = nats, tried_settings
-    test = corpus_lib.load_split(config.data, vocab, "test", FLAGS.model_dir)
+    test = ids
     static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(test)
     chosen = best[1]
     print(f"chosen on valid: {describe(chosen)}")
     if best[0] >= static:
         print(f"(no setting beat static evaluation on valid, {math.exp(static):.2f}: try other --cache_* or "
               "--dynamic_* values)")
-    lower = lambda nats: f"{math.exp(nats):.2f} ({100 * (1 - math.exp(nats - static_test)):.1f}% lower)"
-    line = f"test ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}"
+    line = f"{what} ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}"
+
+    def lower(nats):
+        change = 100 * (1 - math.exp(nats - static_test))
+        return f"{math.exp(nats):.2f} ({abs(change):.1f}% {'lower' if change >= 0 else 'higher'})"
+
     if name(chosen) == chosen["method"]:
         adapted = adaptive_evaluator(config, vocab, model, chosen).mean_cross_entropy(test)
         print(f"{line}, with {chosen['method']} {lower(adapted)}")
