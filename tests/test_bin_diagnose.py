@@ -41,6 +41,10 @@ def test_diagnose_binary_bad_input(tmp_path):
     assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--cells=lstm,rnn"), "rnn")
     assert_one_line_error(run("diagnose", f"--out_dir={tmp_path}", "--model_dir=x", "--experiment=cells"),
                           "exclude")
+    # A corpus too small for a validation batch: the one line alone, no warning about an empty split before it.
+    tiny = run("diagnose", f"--out_dir={tmp_path}", "--experiment=cells", "--train_tokens=10")
+    assert_one_line_error(tiny, "too few")
+    assert "Warning" not in tiny.stderr, tiny.stderr
 
 
 def test_diagnose_binary_cell_experiment(tmp_path):

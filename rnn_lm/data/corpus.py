@@ -264,7 +264,7 @@ def load_corpus(data_config, vocab=None, model_dir=None):
         vocab = Vocabulary.from_lines(lines["train"], tokenizer, data_config.vocab_size,
                                       data_config.min_count)
     ids = {s: encode_lines(lines[s], vocab, tokenizer) for s in SPLITS}
-    unk_rate = {s: float(np.mean(ids[s] == vocab.unk_id)) for s in SPLITS}
+    unk_rate = {s: float(np.mean(ids[s] == vocab.unk_id)) if len(ids[s]) else 0.0 for s in SPLITS}  # none: 0
     return Corpus(vocab=vocab, unk_rate=unk_rate, **ids)
 
 
