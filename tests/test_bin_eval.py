@@ -5,6 +5,7 @@ a directory that is not a model, or a config.json that is not a config, is one l
 
 import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -198,3 +199,25 @@ def test_a_sentence_mode_model_scores_lines_alone_as_in_the_stream(tmp_path):
     nats = float(stream.stdout.split(" nats/token")[0].split()[-1])
     assert tokens == summary["num_tokens"] == 17 and summary["sentence_start"] == "zero"
     assert -summary["log_prob"] == pytest.approx(nats * tokens, abs=1e-4 * tokens)
+
+
+def test_tuning_a_character_model_reports_bits_per_character(tmp_path):
+    """A character model's --tune line gives bits per character beside each perplexity: log2 of it, and
+    the static one equals plain evaluation's."""
+    import math
+    data = write_corpus(tmp_path / "data", (20, 4, 4))
+    model_dir = str(tmp_path / "char")
+    trained = run("train", *TINY, "--epochs=1", "--level=char", f"--model_dir={model_dir}", f"--data_dir={data}")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    plain = run("eval", f"--model_dir={model_dir}")
+    tuned = run("eval", f"--model_dir={model_dir}", "--tune=cache", "--cache_size=20", "--tune_tokens=40")
+    for proc in (plain, tuned):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    last = tuned.stdout.splitlines()[-1]  # "...: static perplexity P, B bits/char, with cache P' (x% lower, B' bits/char)"
+    perplexities = [float(x) for x in re.findall(r"(?:static perplexity|with cache) ([\d.]+)", last)]
+    bits = [float(x) for x in re.findall(r"([\d.]+) bits/char", last)]
+    assert len(perplexities) == len(bits) == 2, last
+    figures = list(zip(perplexities, bits))
+    for ppl, b in figures:
+        assert b == pytest.approx(math.log2(ppl), abs=2e-3)
+    assert f"{figures[0][1]:.4f} bits/char" in plain.stdout

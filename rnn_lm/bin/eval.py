@@ -281,11 +281,12 @@ def tune(config, vocab, model, ids, what):
     if best[0] >= static:
         print(f"(no setting beat static evaluation on valid, {math.exp(static):.2f}: try other --cache_* or "
               "--dynamic_* values)")
-    line = f"{what} ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}"
+    bits = (lambda nats: f", {nats / math.log(2):.4f} bits/char") if config.data.level == "char" else (lambda nats: "")
+    line = f"{what} ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}{bits(static_test)}"
 
     def lower(nats):
         change = 100 * (1 - math.exp(nats - static_test))
-        return f"{math.exp(nats):.2f} ({abs(change):.1f}% {'lower' if change >= 0 else 'higher'})"
+        return f"{math.exp(nats):.2f} ({abs(change):.1f}% {'lower' if change >= 0 else 'higher'}{bits(nats)})"
 
     if name(chosen) == chosen["method"]:
         adapted = adaptive_evaluator(config, vocab, model, chosen).mean_cross_entropy(test)
