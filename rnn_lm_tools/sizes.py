@@ -25,11 +25,17 @@ class ModelSize:
     vocab_size: int = 10_000
     batch_size: int = 20
     zipf: bool = False  # ids drawn from a Zipf law instead of uniformly
+    adaptive_cutoffs: str = ""  # as --adaptive_cutoffs: empty, training's defaults at this vocabulary size
 
     @property
     def cutoffs(self):
-        """The adaptive softmax's cutoffs at this vocabulary size (training's defaults)."""
-        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive").cutoffs
+        """The adaptive softmax's cutoffs at this size, a tuple (checked as training checks them)."""
+        return self.adaptive_config.cutoffs
+
+    @property
+    def adaptive_config(self):
+        """The adaptive softmax's part of the model's config (vocabulary, softmax, cutoffs), validated."""
+        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive", adaptive_cutoffs=self.adaptive_cutoffs)
 
     @property
     def tokens_per_step(self):

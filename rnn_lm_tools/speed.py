@@ -102,6 +102,12 @@ class Settings:
     eval_tokens: int = 20_000
     peak_size: int = 2048
     seed: int = 0
+    adaptive_cutoffs: str = ""  # the large vocabularies' adaptive softmax; empty: training's defaults
+
+    def sizes(self):
+        """The ModelSize of each config, the large vocabularies' with ``adaptive_cutoffs``."""
+        return [dataclasses.replace(SIZES[name], adaptive_cutoffs=self.adaptive_cutoffs) if SIZES[name].zipf
+                else SIZES[name] for name in self.configs]
 
     def validate(self):
         for name, allowed in (("cells", CELL_TYPES), ("configs", tuple(SIZES)), ("variants", TRAIN_VARIANTS)):
@@ -118,6 +124,12 @@ class Settings:
                 raise RnnLmError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if any(b <= 0 for b in self.generate_batch_sizes):
             raise RnnLmError(f"--generate_batch_sizes must be positive, got {self.generate_batch_sizes}")
+        large = [size for size in self.sizes() if size.zipf]
+        if self.adaptive_cutoffs and not large:
+            raise RnnLmError("--adaptive_cutoffs is for the large vocabularies' configs ("
+                             f"{', '.join(name for name, size in SIZES.items() if size.zipf)}), and --configs has none")
+        for size in large:
+            size.adaptive_config.validate()  # the cutoffs, against this vocabulary's size
         return self
 
 
@@ -200,7 +212,8 @@ def make_rnn_lm(cell, size, seed=0, compute_dtype="float32", softmax="full", bac
     keras.utils.set_random_seed(seed)
     return RNNLanguageModel(ModelConfig(
         vocab_size=size.vocab_size, cell=cell, num_layers=size.num_layers, hidden_size=size.hidden_size,
-        embedding_size=size.hidden_size, init_scale=INIT_SCALE, softmax=softmax), compute_dtype=compute_dtype,
+        embedding_size=size.hidden_size, init_scale=INIT_SCALE, softmax=softmax,
+        adaptive_cutoffs=size.adaptive_cutoffs if softmax == "adaptive" else ""), compute_dtype=compute_dtype,
         backward=backward)
 
 
@@ -370,7 +383,7 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         logging.info("%s %s: building %s", size.name, cell, variant)
         if variant.startswith("torch"):  # in a process of its own (rnn_lm_tools.torch_steps)
             try:
-                worker = TorchWorker(cell, size.name, seed, adaptive=variant == "torch_adaptive")
+                worker = TorchWorker(cell, size, seed, adaptive=variant == "torch_adaptive")
             except TorchUnavailable as e:
                 logging.warning("%s %s: %s skipped: %s", size.name, cell, variant, e)
                 continue
@@ -541,9 +554,8 @@ def run(settings):
         results["matmul_peak"] = {"size": settings.peak_size,
                                   "gflops": machine.matmul_peak_gflops(settings.peak_size)}
         peak = results["matmul_peak"]["gflops"]["median"]
-    for name in settings.configs:
+    for size in settings.sizes():
         for cell in settings.cells:
-            size = SIZES[name]
             results["train"] += benchmark_training(
                 cell, size, settings.variants, settings.rounds, settings.steps_per_round, settings.warmup,
                 settings.seed, peak)

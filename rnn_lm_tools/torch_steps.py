@@ -11,6 +11,7 @@ The protocol, one JSON line each way: ``{"build": {"cell", "size", "seed", "adap
 ``{"version": torch.__version__}`` or ``{"error": ...}``; ``{"step": true}`` -> ``{"loss": float}``.
 """
 
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -59,14 +60,15 @@ def make_torch_step(cell, size, batches, seed=0, adaptive=False):
 
 
 class TorchWorker:
-    """One PyTorch train step in a child process: ``TorchWorker(cell, size_name, seed, adaptive)`` is
+    """One PyTorch train step in a child process: ``TorchWorker(cell, size, seed, adaptive)`` is
     a no-argument callable running one step and returning its loss.  ``version`` is PyTorch's; a
     child that cannot import torch or build the step raises ``TorchUnavailable``."""
 
-    def __init__(self, cell, size_name, seed=0, adaptive=False):
+    def __init__(self, cell, size, seed=0, adaptive=False):
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
-        reply = self._ask({"build": {"cell": cell, "size": size_name, "seed": seed, "adaptive": adaptive}})
+        reply = self._ask({"build": {"cell": cell, "size": size.name, "adaptive_cutoffs": size.adaptive_cutoffs,
+                                     "seed": seed, "adaptive": adaptive}})
         if "error" in reply:
             self.close()
             raise TorchUnavailable(reply["error"])
@@ -105,7 +107,7 @@ def serve(stdin=sys.stdin, stdout=sys.stdout):
             b = request["build"]
             try:
                 import torch
-                size = SIZES[b["size"]]
+                size = dataclasses.replace(SIZES[b["size"]], adaptive_cutoffs=b.get("adaptive_cutoffs", ""))
                 step = make_torch_step(b["cell"], size, random_batches(size, seed=b["seed"]), b["seed"],
                                        b["adaptive"])
                 reply = {"version": torch.__version__}

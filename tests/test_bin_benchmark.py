@@ -54,3 +54,11 @@ def test_binary_rejects_an_unknown_config():
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "--configs" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_binary_rejects_cutoffs_it_would_not_use_or_training_would_refuse():
+    for args, needle in ((["--configs=wt2", "--adaptive_cutoffs=20000,4000"], "--adaptive_cutoffs"),
+                         (["--configs=small", "--adaptive_cutoffs=4000"], "large vocabularies")):
+        proc = run("rnn_lm_tools.benchmark", *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert needle in proc.stderr.strip().splitlines()[-1]

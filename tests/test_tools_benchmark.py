@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from rnn_lm import cpu
+from rnn_lm.errors import RnnLmError
 from rnn_lm_tools import machine
 from rnn_lm_tools import speed
 from rnn_lm_tools import timing
@@ -118,6 +119,22 @@ def test_large_vocabularies_draw_zipf_ids_and_time_the_adaptive_softmax():
                                                            steps_per_round=1, warmup=0)} == {"rnn_lm"}
 
 
+def test_adaptive_cutoffs_reach_the_large_vocabularies_models_and_are_checked():
+    """--adaptive_cutoffs changes the large vocabularies' adaptive softmax (the model built has them),
+    not the small configs; cutoffs training would refuse are refused as training words it."""
+    settings = speed.Settings(configs=("small", "wt2"), adaptive_cutoffs="4000,20000").validate()
+    small, wt2 = settings.sizes()
+    assert wt2.cutoffs == (4000, 20000) and small == speed.SIZES["small"]
+    model = speed.make_rnn_lm("lstm", wt2, softmax="adaptive")
+    assert model.config.cutoffs == (4000, 20000)
+    # The two clusters' output matrices: ids 4000-19999 and 20000-33277.
+    assert model.adaptive_softmax.V_1.shape[-1] == 16000 and model.adaptive_softmax.V_2.shape[-1] == 13278
+    for configs, cutoffs, problem in ((("wt2",), "20000,4000", "positive and increasing"),
+                                      (("wt2",), "40000", "below the vocabulary size"),
+                                      (("small",), "4000", "for the large vocabularies")):
+        with pytest.raises(RnnLmError, match=problem):
+            speed.Settings(configs=configs, adaptive_cutoffs=cutoffs).validate()
+
 def test_the_torch_worker_is_skipped_in_one_line_where_torch_does_not_import(tmp_path, monkeypatch):
     """A PyTorch that fails to import (here a stand-in module that raises) ends in TorchUnavailable
     naming the error, and the benchmark's process never imported torch."""
@@ -128,7 +145,7 @@ def test_the_torch_worker_is_skipped_in_one_line_where_torch_does_not_import(tmp
     (tmp_path / "torch.py").write_text("raise ImportError('this PyTorch is broken')\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     with pytest.raises(TorchUnavailable, match="ImportError: this PyTorch is broken"):
-        TorchWorker("lstm", "tiny")
+        TorchWorker("lstm", TINY)
     assert "torch" not in sys.modules
 
 
@@ -139,7 +156,7 @@ def test_the_torch_worker_trains_in_its_own_process(adaptive):
     uniformly); SGD with clipping then lowers it on the repeated batches."""
     from rnn_lm_tools.torch_steps import TorchWorker
     size = speed.SIZES["wt2"] if adaptive else TINY
-    worker = TorchWorker("lstm", size.name, seed=0, adaptive=adaptive)
+    worker = TorchWorker("lstm", size, seed=0, adaptive=adaptive)
     try:
         losses = [worker() for _ in range(12)]
     finally:
