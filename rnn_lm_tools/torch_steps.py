@@ -7,7 +7,7 @@ which imports torch and not TensorFlow, builds a step there and runs it one call
 parent's request; the parent times each call around the pipe, so PyTorch's steps stay interleaved
 with the others (the round trip, a few tens of microseconds, is counted in PyTorch's time).
 
-The protocol, one JSON line each way: ``{"build": {"cell", "size", "seed", "adaptive"}}`` ->
+The protocol, one JSON line each way: ``{"build": {"cell", "size", "adaptive_cutoffs", "seed", "adaptive"}}`` ->
 ``{"version": torch.__version__}`` or ``{"error": ...}``; ``{"step": true}`` -> ``{"loss": float}``.
 """
 

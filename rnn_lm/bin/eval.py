@@ -144,8 +144,7 @@ def main(argv):
     nats = evaluator.mean_cross_entropy(ids)
     unk = float((ids == vocab.unk_id).mean())
     line = f"{what}: {len(ids)} tokens, perplexity {math.exp(nats):.2f}, {nats:.4f} nats/token"
-    if config.data.level == "char":
-        line += f", {nats / math.log(2):.4f} bits/char"
+    line += char_bits(config, nats)
     if config.data.level == "subword":
         from rnn_lm.losses import per_text_unit
         if lines is None:  # a split, not --text_file
@@ -154,6 +153,11 @@ def main(argv):
         line += (f"; per word {units['word_perplexity']:.2f} ({units['words']} words), "
                  f"{units['bits_per_char']:.4f} bits/char ({units['chars']} characters)")
     print(line + f", <unk> {100 * unk:.2f}%")
+
+
+def char_bits(config, nats):
+    """", B bits/char" for a character model's mean cross entropy in nats (B = nats / ln 2), else ""."""
+    return f", {nats / math.log(2):.4f} bits/char" if config.data.level == "char" else ""
 
 
 def settings_from_flags():
@@ -274,27 +278,26 @@ def tune(config, vocab, model, ids, what):
             candidate = FLAGS.tune != "dynamic" or not fixed_cache or "size" in tried_settings
             if candidate and (best is None or nats < best[0]):
                 best = nats, tried_settings
-    test = ids
-    static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(test)
+    static_test = adaptive_evaluator(config, vocab, model, dict(method="static")).mean_cross_entropy(ids)
     chosen = best[1]
     print(f"chosen on valid: {describe(chosen)}")
     if best[0] >= static:
         print(f"(no setting beat static evaluation on valid, {math.exp(static):.2f}: try other --cache_* or "
               "--dynamic_* values)")
-    bits = (lambda nats: f", {nats / math.log(2):.4f} bits/char") if config.data.level == "char" else (lambda nats: "")
-    line = f"{what} ({len(test)} tokens): static perplexity {math.exp(static_test):.2f}{bits(static_test)}"
+    line = f"{what} ({len(ids)} tokens): static perplexity {math.exp(static_test):.2f}{char_bits(config, static_test)}"
 
     def lower(nats):
         change = 100 * (1 - math.exp(nats - static_test))
-        return f"{math.exp(nats):.2f} ({abs(change):.1f}% {'lower' if change >= 0 else 'higher'}{bits(nats)})"
+        direction = "lower" if change >= 0 else "higher"
+        return f"{math.exp(nats):.2f} ({abs(change):.1f}% {direction}{char_bits(config, nats)})"
 
     if name(chosen) == chosen["method"]:
-        adapted = adaptive_evaluator(config, vocab, model, chosen).mean_cross_entropy(test)
+        adapted = adaptive_evaluator(config, vocab, model, chosen).mean_cross_entropy(ids)
         print(f"{line}, with {chosen['method']} {lower(adapted)}")
         return
-    scored = adaptive_evaluator(config, vocab, model, chosen).scored_tokens(test)
+    scored = adaptive_evaluator(config, vocab, model, chosen).scored_tokens(ids)
     cache_alone = adaptive_evaluator(config, vocab, model, dict(
-        method="cache", **{k: chosen[k] for k in cache_keys})).mean_cross_entropy(test)
+        method="cache", **{k: chosen[k] for k in cache_keys})).mean_cross_entropy(ids)
     print(f"{line}, with {name(chosen)} {lower(np.mean(scored.mixed(0, chosen['lam'])))}; "
           f"{chosen['method']} alone {lower(np.mean(scored.nll))}, the cache alone {lower(cache_alone)}")
 
