@@ -128,6 +128,14 @@ def print_report(results):
             print(f"{config:<7}{cell:<6} step {full_ms:7.1f}   softmax part {soft_ms:7.1f} "
                   f"({100 * soft_ms / full_ms:3.0f} %)   recurrence {full_ms - soft_ms:7.1f} "
                   f"({100 * (full_ms - soft_ms) / full_ms:3.0f} %)")
+        print("the ceiling: the softmax part as measured plus the recurrence's matmuls at the limit, nothing "
+              "else (no recurrence can be faster beside this softmax part)")
+        for (config, cell), full, soft in profile:
+            c = soft["ceiling"]
+            against = "".join(f"   x {name} {c[key]:.2f}" for name, key in (("Keras", "vs_keras"), ("PyTorch", "vs_torch"))
+                              if key in c)
+            print(f"{config:<7}{cell:<6} step {1000 * c['sec_per_step']:7.1f}   {c['tokens_per_sec']:9.0f} tokens/s"
+                  f"{against}")
     if results["generate"]:
         print(f"\ngreedy generation, {s['generate_tokens']} tokens, ms/token median [min–max]")
         header = (f"{'config':<7}{'cell':<6}{'batch':>5}{'rnn_lm (in-graph)':>24}"

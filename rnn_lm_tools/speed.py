@@ -86,6 +86,9 @@ ADAPTIVE_VARIANTS = ("rnn_lm_adaptive", "torch_adaptive")
 MIXED_PRECISION = {"rnn_lm_bf16": "bfloat16", "rnn_lm_fp16": "float16"}
 # The variants whose matmuls are those of step_matmuls, in float32: their "% of limit".
 FLOAT32_FULL_SOFTMAX = ("rnn_lm", "rnn_lm_bptt", "rnn_lm_xla", "keras", "torch", "softmax")
+# How each rnn_lm variant differentiates the recurrence (TrainConfig.backward); the others as training
+# does by default ("auto": rnn_lm/bptt.py's choice by cell and size).
+BACKWARD = {"rnn_lm": "autodiff", "rnn_lm_xla": "autodiff", "rnn_lm_bptt": "written"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,11 +157,15 @@ def softmax_train_flops(size):
     return 3 * size.tokens_per_step * 2 * size.hidden_size * size.vocab_size
 
 
-def step_matmuls(cell, size, softmax_only=False):
+STEP_PARTS = ("step", "softmax", "recurrence")
+
+
+def step_matmuls(cell, size, part="step"):
     """The matmuls of one training step, {(m, k, n): how many} for C [m, n] = A [m, k] B [k, n], with
     the recurrent weights' gradient as one product over the window (the form rnn_lm/bptt.py computes;
-    autodiff's T products of [H, B] x [B, G*H] do the same FLOPs slower).  Their FLOPs add up to
-    ``train_flops`` (``softmax_train_flops`` with ``softmax_only``)."""
+    autodiff's T products of [H, B] x [B, G*H] do the same FLOPs slower).  ``part``: the whole "step",
+    its "softmax" part or its "recurrence" (the rest).  The step's FLOPs add up to ``train_flops``, the
+    softmax part's to ``softmax_train_flops``."""
     G, H, V = CELLS[cell].GATES, size.hidden_size, size.vocab_size
     B, T = size.batch_size, size.num_steps
     counts = {}
@@ -166,16 +173,19 @@ def step_matmuls(cell, size, softmax_only=False):
     def add(m, k, n, times=1):
         counts[(m, k, n)] = counts.get((m, k, n), 0) + times
 
-    if not softmax_only:
+    if part not in STEP_PARTS:
+        raise ValueError(f"part must be one of {STEP_PARTS}, got {part!r}")
+    if part != "softmax":
         for _ in range(size.num_layers):
             add(B * T, H, G * H)      # the input projection, all steps at once
             add(B, H, G * H, T)       # the recurrence, step by step
             add(H, B * T, G * H, 2)   # dJ/dW_x and dJ/dU, each one product over the window
             add(B * T, G * H, H)      # dJ/dx
             add(B, G * H, H, T)       # dJ/dh_(t-1), step by step
-    add(B * T, H, V)                  # the logits
-    add(H, B * T, V)                  # dJ/dV
-    add(B * T, V, H)                  # dJ/dh
+    if part != "recurrence":
+        add(B * T, H, V)              # the logits
+        add(H, B * T, V)              # dJ/dV
+        add(B * T, V, H)              # dJ/dh
     return counts
 
 
@@ -184,8 +194,8 @@ def matmul_limit(counts, min_gflop=0.5, rounds=3, max_repeats=256):
     shape alone: {"seconds", "gflops" (their FLOPs over that time), "rates": {"m x k x n": GFLOP/s}}.
     Each shape is timed as enough independent products in one graph call to make ``min_gflop`` (a
     call's overhead would dominate a small product), at most ``max_repeats``, the best of ``rounds``."""
-    seconds, flops, rates = 0.0, 0, {}
-    for (m, k, n), count in counts.items():
+    rates = {}
+    for (m, k, n) in counts:
         each = 2 * m * k * n
         repeats = min(max_repeats, max(1, math.ceil(min_gflop * 1e9 / each)))
         a, b = tf.random.normal([repeats, m, k]), tf.random.normal([k, n])
@@ -197,11 +207,20 @@ def matmul_limit(counts, min_gflop=0.5, rounds=3, max_repeats=256):
             start = time.perf_counter()
             float(products(a, b))
             best = min(best, time.perf_counter() - start)
-        rate = repeats * each / best
-        rates[f"{m}x{k}x{n}"] = rate / 1e9
-        seconds += count * each / rate
-        flops += count * each
-    return {"seconds": seconds, "gflops": flops / seconds / 1e9, "rates": rates}
+        rates[f"{m}x{k}x{n}"] = repeats * each / best / 1e9
+    return at_rates(counts, rates)
+
+
+def at_rates(counts, rates):
+    """The matmuls ``counts`` at ``rates`` ({"m x k x n": GFLOP/s}, covering them): {"seconds", "gflops",
+    "rates" (theirs)}."""
+    seconds, flops, theirs = 0.0, 0, {}
+    for (m, k, n), count in counts.items():
+        key = f"{m}x{k}x{n}"
+        theirs[key] = rates[key]
+        seconds += count * 2 * m * k * n / (rates[key] * 1e9)
+        flops += count * 2 * m * k * n
+    return {"seconds": seconds, "gflops": flops / seconds / 1e9, "rates": theirs}
 
 
 # ----------------------------------------------------------------------------
@@ -374,7 +393,7 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
     import.
     """
     batches = random_batches(size, seed=seed)
-    fns, runtimes, rows, workers = {}, {}, {}, []
+    fns, runtimes, rows, workers, backwards = {}, {}, {}, [], {}
     for variant in variants:
         if variant.startswith("torch") and machine.torch_version() is None:
             continue
@@ -398,10 +417,10 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         else:
             dtype = MIXED_PRECISION.get(variant, "float32")
             softmax = "adaptive" if variant == "rnn_lm_adaptive" else "full"
-            backward = "written" if variant == "rnn_lm_bptt" else "autodiff"
-            step = make_rnn_lm_step(make_rnn_lm(cell, size, seed, dtype, softmax, backward), size,
-                                    jit_compile=variant == "rnn_lm_xla", loss_scale=dtype == "float16")
+            model = make_rnn_lm(cell, size, seed, dtype, softmax, BACKWARD.get(variant, "auto"))
+            step = make_rnn_lm_step(model, size, jit_compile=variant == "rnn_lm_xla", loss_scale=dtype == "float16")
             fns[variant] = _tf_step_fn(step, batches)
+            backwards[variant] = model.backward
     try:
         # Warm up only once all are built: setting the seed (in make_rnn_lm) clears
         # TensorFlow's kernel cache, and the next call of an already warm step
@@ -409,7 +428,8 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
         for variant, fn in fns.items():
             first = timing.first_call_and_warmup(fn, warmup)
             rows[variant] = {"config": size.name, "cell": cell, "variant": variant, "first_call_s": first,
-                             "rss_mb": machine.rss_mb(), "max_rss_mb": machine.max_rss_mb()}
+                             "rss_mb": machine.rss_mb(), "max_rss_mb": machine.max_rss_mb(),
+                             "backward": backwards.get(variant)}
         logging.info("%s %s: timing %s, %d rounds of %d steps", size.name, cell, ", ".join(fns), rounds,
                      steps_per_round)
         times, last = timing.interleaved(fns, rounds, steps_per_round, runtimes)
@@ -418,7 +438,10 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
             worker.close()
     tokens = size.tokens_per_step
     # The limit: the step's own matmuls, each at the rate this machine reaches on its shape alone.
-    limits = {False: matmul_limit(step_matmuls(cell, size)), True: matmul_limit(step_matmuls(cell, size, True))}
+    # Each shape timed once; the softmax part's limit and the recurrence's at the same rates.
+    limits = {"step": matmul_limit(step_matmuls(cell, size))}
+    for part in STEP_PARTS[1:]:
+        limits[part] = at_rates(step_matmuls(cell, size, part), limits["step"]["rates"])
     for variant, secs in times.items():
         # The adaptive softmax's work depends on the targets: no analytic count.
         flops = (None if variant in ADAPTIVE_VARIANTS else
@@ -428,12 +451,29 @@ def benchmark_training(cell, size, variants=TRAIN_VARIANTS, rounds=6, steps_per_
             tokens_per_step=tokens, flops_per_step=flops, sec_per_step=timing.summarize(secs), round_secs=secs,
             tokens_per_sec=timing.summarize([tokens / s for s in secs]), gflops=gflops,
             percent_of_peak=100 * gflops["median"] / peak_gflops if peak_gflops and gflops else None,
-            percent_of_limit=(100 * limits[variant == "softmax"]["seconds"] / statistics.median(secs)
+            percent_of_limit=(100 * limits[_part(variant)]["seconds"] / statistics.median(secs)
                               if variant in FLOAT32_FULL_SOFTMAX else None),
-            matmul_limit=limits[variant == "softmax"],
+            matmul_limit=limits[_part(variant)],
             vs_keras=timing.paired_ratio(times["keras"], secs) if "keras" in times else None,
             final_loss=last[variant])
+    if "softmax" in times:
+        rows["softmax"]["ceiling"] = ceiling(times, limits, tokens)
     return list(rows.values())
+
+
+def _part(variant):
+    return "softmax" if variant == "softmax" else "step"
+
+
+def ceiling(times, limits, tokens):
+    """The fastest step any recurrence could give beside this softmax part: the softmax part's measured
+    time plus the recurrence's matmuls at the limit (each shape at its best rate alone), with no time
+    for anything else.  Returns {"sec_per_step", "tokens_per_sec", "recurrence_limit_s", "vs_<variant>":
+    that variant's median time over it, for Keras and PyTorch where timed}."""
+    recurrence = limits["recurrence"]["seconds"]
+    seconds = statistics.median(times["softmax"]) + recurrence
+    return {"sec_per_step": seconds, "tokens_per_sec": tokens / seconds, "recurrence_limit_s": recurrence,
+            **{f"vs_{v}": statistics.median(times[v]) / seconds for v in ("keras", "torch") if v in times}}
 
 
 def _rnn_lm_generator(model, batch_size, num_tokens):
@@ -534,6 +574,9 @@ NOTES = [
     "gradient as one product over the window), over the step's median time (float32, full softmax)",
     "memory: resident set (ru_maxrss high-water mark, and current); tracemalloc cannot see TensorFlow's "
     "C++ allocations. The mark only grows, so per-variant values are cumulative.",
+    "rnn_lm differentiates the recurrence by autodiff, rnn_lm_bptt by the backward written out "
+    "(rnn_lm/bptt.py), the 16-bit and adaptive variants as training does by default (--backward=auto); "
+    "each row's 'backward' in the JSON says which",
     "rnn_lm generation runs num_tokens + 1 model steps (priming the 1-token prompt, and a final step "
     "whose logits are unused); Keras runs num_tokens",
 ]

@@ -30,12 +30,24 @@ def test_binary_end_to_end_writes_json(tmp_path):
     for variant in ("rnn_lm_bf16", "rnn_lm_fp16"):
         assert abs(final[variant] - final["rnn_lm"]) < 0.02 * final["rnn_lm"], (variant, final)
     assert final["rnn_lm_bptt"] == pytest.approx(final["rnn_lm"], rel=1e-5)  # the same gradients, written out
-    assert "where rnn_lm's step goes" in proc.stdout
+    assert "where rnn_lm's step goes" in proc.stdout and "the ceiling" in proc.stdout
+    # The ceiling: the softmax part's median time plus the recurrence's matmuls at the limit.
+    by_variant = {r["variant"]: r for r in results["train"]}
+    soft, keras = by_variant["softmax"], by_variant["keras"]
+    recurrence = soft["ceiling"]["recurrence_limit_s"]
+    assert recurrence > 0
+    # The step's limit is its softmax part's and its recurrence's, each shape at the same rate.
+    assert by_variant["rnn_lm"]["matmul_limit"]["seconds"] == pytest.approx(soft["matmul_limit"]["seconds"] + recurrence)
+    assert soft["ceiling"]["sec_per_step"] == pytest.approx(soft["sec_per_step"]["median"] + recurrence)
+    assert soft["ceiling"]["vs_keras"] == pytest.approx(keras["sec_per_step"]["median"] / soft["ceiling"]["sec_per_step"])
+    assert "vs_torch" not in soft["ceiling"]
     for row in results["train"]:
         assert row["flops_per_step"] == (3 * 16 * 800 if row["variant"] == "softmax" else 112_128)
         assert row["tokens_per_sec"]["min"] <= row["tokens_per_sec"]["median"] <= row["tokens_per_sec"]["max"]
         assert {"gflops", "percent_of_peak", "vs_keras", "first_call_s", "rss_mb", "max_rss_mb"} <= set(row)
         assert (row["percent_of_limit"] is None) == (row["variant"] in ("rnn_lm_bf16", "rnn_lm_fp16"))
+        # The 16-bit steps differentiate as training does by default: autodiff for a GRU this small.
+        assert row["backward"] == {"rnn_lm_bptt": "written", "keras": None, "softmax": None}.get(row["variant"], "autodiff")
         assert np.isfinite(row["final_loss"])
     assert [r["batch_size"] for r in results["generate"]] == [1, 2]
     for row in results["generate"]:

@@ -173,7 +173,9 @@ def test_the_step_matmuls_add_up_to_the_counted_flops(cell, size):
     size = speed.SIZES[size]
     flops = lambda counts: sum(2 * m * k * n * c for (m, k, n), c in counts.items())
     assert flops(speed.step_matmuls(cell, size)) == speed.train_flops(cell, size)
-    assert flops(speed.step_matmuls(cell, size, softmax_only=True)) == speed.softmax_train_flops(size)
+    assert flops(speed.step_matmuls(cell, size, "softmax")) == speed.softmax_train_flops(size)
+    assert flops(speed.step_matmuls(cell, size, "recurrence")) == (speed.train_flops(cell, size)
+                                                                   - speed.softmax_train_flops(size))
 
 
 def test_the_matmul_limit_times_every_shape():
@@ -181,3 +183,13 @@ def test_the_matmul_limit_times_every_shape():
     limit = speed.matmul_limit(counts, min_gflop=0.001, rounds=1)
     assert set(limit["rates"]) == {f"{m}x{k}x{n}" for m, k, n in counts} and min(limit["rates"].values()) > 0
     assert limit["gflops"] * limit["seconds"] * 1e9 == pytest.approx(speed.train_flops("lstm", TINY))
+
+
+def test_matmuls_at_given_rates_by_hand():
+    """2 products of [2, 3] x [3, 4] (48 FLOPs each) at 1 GFLOP/s and 1 of [5, 1] x [1, 2] (20) at 4."""
+    limit = speed.at_rates({(2, 3, 4): 2, (5, 1, 2): 1}, {"2x3x4": 1.0, "5x1x2": 4.0, "9x9x9": 7.0})
+    assert limit["seconds"] == pytest.approx(96e-9 + 5e-9)
+    assert limit["gflops"] == pytest.approx(116 / 101)
+    assert limit["rates"] == {"2x3x4": 1.0, "5x1x2": 4.0}
+    with pytest.raises(ValueError, match="part"):
+        speed.step_matmuls("lstm", TINY, "logits")
