@@ -110,7 +110,10 @@ class RNNLanguageModel(keras.Model):
     def embed(self, ids):
         """ids [B, T] -> inputs of the first layer [B, T, E] (or one-hot [B, T, |V|])."""
         if self.config.embedding_size:
-            return tf.cast(tf.gather(self.embedding, ids), self.compute_dtype_)
+            # Gathered from the TensorFlow variable itself (ResourceGather: only the rows read).  Through
+            # the Keras variable, TensorFlow reads the whole table first, and once SGD has scattered
+            # into it, that read copies it (|V| x E floats per step; docs/performance.md).
+            return tf.cast(tf.gather(self.embedding.value, ids), self.compute_dtype_)
         return tf.one_hot(ids, self.config.vocab_size, dtype=self.compute_dtype_)
 
     def output_logits(self, h):

@@ -30,17 +30,22 @@ def test_gradient_norm_counts_a_repeated_token_once():
 
 def test_sgd_updates_only_the_embedding_rows_a_window_reads():
     """The embedding's gradient stays sparse through summing, clipping and SGD (a scatter into the rows
-    the window read, no dense update of the table); the rest of the table is untouched, bit for bit."""
+    the window read, no dense update of the table); the rest of the table is untouched, bit for bit.
+    The forward pass reads only the rows too (ResourceGather): a whole read of a table SGD scatters
+    into copies it."""
     model = RNNLanguageModel(ModelConfig(vocab_size=50, num_layers=1, hidden_size=5, embedding_size=4))
     step = train_step.TrainStep(model, keras.optimizers.SGD(0.5), batch_size=2, max_grad_norm=0.01)
     ids = tf.constant([[3, 3, 7], [9, 3, 7]])
     graph_def = step._step_fn.get_concrete_function(ids, ids).graph.as_graph_def()
     op_types = {node.op for f in graph_def.library.function for node in f.node_def}  # the update is in a tf.cond
     assert "ResourceScatterSub" in op_types
+    forward = {node.op: node for node in graph_def.node}
+    assert "ResourceGather" in forward and "GatherV2" not in forward
     before = model.embedding.numpy()
     assert bool(step(ids, ids)["clipped"])
     changed = np.flatnonzero(np.any(model.embedding.numpy() != before, axis=1))
     assert changed.tolist() == [3, 7, 9]
+
 
 def test_skipped_update_leaves_weights_and_state_unchanged():
     model = RNNLanguageModel(ModelConfig(vocab_size=7, num_layers=1, hidden_size=5, embedding_size=4))
