@@ -35,6 +35,8 @@ flags.DEFINE_enum("adaptive", "on", ["on", "off"], "At the large vocabularies (w
                   "PyTorch with the adaptive softmax.")
 flags.DEFINE_string("adaptive_cutoffs", "", "The adaptive softmax's cutoffs at the large vocabularies, as "
                     "rnn-lm-train's --adaptive_cutoffs (rnn_lm and PyTorch alike); empty: training's defaults.")
+flags.DEFINE_float("adaptive_factor", None, "The adaptive softmax's projection factor at the large vocabularies, as "
+                   "rnn-lm-train's --adaptive_factor (PyTorch's div_value); unset: training's default.")
 flags.DEFINE_enum("bfloat16", "auto", ["auto", "on", "off"], "rnn_lm with bfloat16 mixed precision; "
                   "auto: only where the CPU has native bfloat16 (AVX512_BF16 or AMX).")
 flags.DEFINE_enum("float16", "off", ["on", "off"], "rnn_lm with float16 mixed precision and dynamic loss "
@@ -85,7 +87,7 @@ def settings_from_flags():
         cells=tuple(f.cells), configs=tuple(f.configs), variants=variants, rounds=f.rounds,
         steps_per_round=f.steps_per_round, warmup=f.warmup, generate_tokens=f.generate_tokens,
         generate_batch_sizes=batch_sizes, eval_tokens=f.eval_tokens, peak_size=f.peak_size,
-        seed=f.seed, adaptive_cutoffs=f.adaptive_cutoffs).validate()
+        seed=f.seed, adaptive_cutoffs=f.adaptive_cutoffs, adaptive_factor=f.adaptive_factor).validate()
 
 
 def _range(s, fmt="{:.0f}"):

@@ -26,6 +26,7 @@ class ModelSize:
     batch_size: int = 20
     zipf: bool = False  # ids drawn from a Zipf law instead of uniformly
     adaptive_cutoffs: str = ""  # as --adaptive_cutoffs: empty, training's defaults at this vocabulary size
+    adaptive_factor: float = None  # as --adaptive_factor: None, training's default
 
     @property
     def cutoffs(self):
@@ -33,9 +34,16 @@ class ModelSize:
         return self.adaptive_config.cutoffs
 
     @property
+    def factor(self):
+        """The adaptive softmax's projection factor at this size (training's default unless given)."""
+        return self.adaptive_config.adaptive_factor
+
+    @property
     def adaptive_config(self):
-        """The adaptive softmax's part of the model's config (vocabulary, softmax, cutoffs), validated."""
-        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive", adaptive_cutoffs=self.adaptive_cutoffs)
+        """The adaptive softmax's part of the model's config (vocabulary, softmax, cutoffs, factor), validated."""
+        factor = {} if self.adaptive_factor is None else {"adaptive_factor": self.adaptive_factor}
+        return ModelConfig(vocab_size=self.vocab_size, softmax="adaptive", adaptive_cutoffs=self.adaptive_cutoffs,
+                           **factor)
 
     @property
     def tokens_per_step(self):

@@ -106,10 +106,12 @@ class Settings:
     peak_size: int = 2048
     seed: int = 0
     adaptive_cutoffs: str = ""  # the large vocabularies' adaptive softmax; empty: training's defaults
+    adaptive_factor: float = None  # its projection factor; None: training's default
 
     def sizes(self):
-        """The ModelSize of each config, the large vocabularies' with ``adaptive_cutoffs``."""
-        return [dataclasses.replace(SIZES[name], adaptive_cutoffs=self.adaptive_cutoffs) if SIZES[name].zipf
+        """The ModelSize of each config, the large vocabularies' with the adaptive softmax's settings."""
+        return [dataclasses.replace(SIZES[name], adaptive_cutoffs=self.adaptive_cutoffs,
+                                    adaptive_factor=self.adaptive_factor) if SIZES[name].zipf
                 else SIZES[name] for name in self.configs]
 
     def validate(self):
@@ -128,11 +130,13 @@ class Settings:
         if any(b <= 0 for b in self.generate_batch_sizes):
             raise RnnLmError(f"--generate_batch_sizes must be positive, got {self.generate_batch_sizes}")
         large = [size for size in self.sizes() if size.zipf]
-        if self.adaptive_cutoffs and not large:
-            raise RnnLmError("--adaptive_cutoffs is for the large vocabularies' configs ("
+        given = [flag for flag, value in (("--adaptive_cutoffs", self.adaptive_cutoffs),
+                                          ("--adaptive_factor", self.adaptive_factor is not None)) if value]
+        if given and not large:
+            raise RnnLmError(f"{given[0]} is for the large vocabularies' configs ("
                              f"{', '.join(name for name, size in SIZES.items() if size.zipf)}), and --configs has none")
         for size in large:
-            size.adaptive_config.validate()  # the cutoffs, against this vocabulary's size
+            size.adaptive_config.validate()  # the cutoffs against this vocabulary's size, the factor
         return self
 
 
@@ -232,7 +236,8 @@ def make_rnn_lm(cell, size, seed=0, compute_dtype="float32", softmax="full", bac
     return RNNLanguageModel(ModelConfig(
         vocab_size=size.vocab_size, cell=cell, num_layers=size.num_layers, hidden_size=size.hidden_size,
         embedding_size=size.hidden_size, init_scale=INIT_SCALE, softmax=softmax,
-        adaptive_cutoffs=size.adaptive_cutoffs if softmax == "adaptive" else ""), compute_dtype=compute_dtype,
+        **(dict(adaptive_cutoffs=size.adaptive_cutoffs, adaptive_factor=size.factor) if softmax == "adaptive"
+           else {})), compute_dtype=compute_dtype,
         backward=backward)
 
 

@@ -7,8 +7,9 @@ which imports torch and not TensorFlow, builds a step there and runs it one call
 parent's request; the parent times each call around the pipe, so PyTorch's steps stay interleaved
 with the others (the round trip, a few tens of microseconds, is counted in PyTorch's time).
 
-The protocol, one JSON line each way: ``{"build": {"cell", "size", "adaptive_cutoffs", "seed", "adaptive"}}`` ->
-``{"version": torch.__version__}`` or ``{"error": ...}``; ``{"step": true}`` -> ``{"loss": float}``.
+The protocol, one JSON line each way: ``{"build": {"cell", "size", "adaptive_cutoffs", "adaptive_factor",
+"seed", "adaptive"}}`` -> ``{"version": torch.__version__}`` or ``{"error": ...}``; ``{"step": true}`` ->
+``{"loss": float}``.
 """
 
 import dataclasses
@@ -22,7 +23,7 @@ from rnn_lm_tools.sizes import LEARNING_RATE, MAX_GRAD_NORM, SIZES, random_batch
 
 def make_torch_step(cell, size, batches, seed=0, adaptive=False):
     """The same step in PyTorch, as a callable returning the loss; needs ``import torch``.  ``adaptive``:
-    with ``torch.nn.AdaptiveLogSoftmaxWithLoss`` (the cutoffs of ``size.cutoffs``, factor 4)."""
+    with ``torch.nn.AdaptiveLogSoftmaxWithLoss`` (the cutoffs of ``size.cutoffs``, ``size.factor``)."""
     import torch
 
     torch.manual_seed(seed)
@@ -31,7 +32,8 @@ def make_torch_step(cell, size, batches, seed=0, adaptive=False):
     embedding = torch.nn.Embedding(V, H)
     rnn = rnn_class(H, H, num_layers=L, batch_first=True)
     if adaptive:
-        dense = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs=list(size.cutoffs), div_value=4.0)
+        dense = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs=list(size.cutoffs),
+                                                       div_value=float(size.factor))
         loss_of = lambda outputs, targets: dense(outputs.reshape(-1, H), targets.reshape(-1)).loss
     else:
         dense = torch.nn.Linear(H, V)
@@ -68,7 +70,7 @@ class TorchWorker:
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
         reply = self._ask({"build": {"cell": cell, "size": size.name, "adaptive_cutoffs": size.adaptive_cutoffs,
-                                     "seed": seed, "adaptive": adaptive}})
+                                     "adaptive_factor": size.adaptive_factor, "seed": seed, "adaptive": adaptive}})
         if "error" in reply:
             self.close()
             raise TorchUnavailable(reply["error"])
@@ -107,7 +109,8 @@ def serve(stdin=sys.stdin, stdout=sys.stdout):
             b = request["build"]
             try:
                 import torch
-                size = dataclasses.replace(SIZES[b["size"]], adaptive_cutoffs=b.get("adaptive_cutoffs", ""))
+                size = dataclasses.replace(SIZES[b["size"]], adaptive_cutoffs=b.get("adaptive_cutoffs", ""),
+                                           adaptive_factor=b.get("adaptive_factor"))
                 step = make_torch_step(b["cell"], size, random_batches(size, seed=b["seed"]), b["seed"],
                                        b["adaptive"])
                 reply = {"version": torch.__version__}

@@ -6,6 +6,8 @@ timing rounds, /proc/cpuinfo parsing.  The binary, rnn-lm-benchmark, is in test_
 Timings are never asserted: they depend on the machine and its load.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -99,7 +101,6 @@ def test_cpu_info_reads_the_first_processors_name_and_flags(tmp_path):
 
 
 def test_large_vocabularies_draw_zipf_ids_and_time_the_adaptive_softmax():
-    import dataclasses
     size = dataclasses.replace(TINY, name="tiny_zipf", vocab_size=2100, zipf=True)  # cutoffs (2000,)
     assert size.cutoffs == (2000,) and speed.SIZES["wt2"].cutoffs == (2000, 10000)
     ids = np.concatenate([x.ravel() for pair in speed.random_batches(size, count=200, seed=0) for x in pair])
@@ -135,6 +136,18 @@ def test_adaptive_cutoffs_reach_the_large_vocabularies_models_and_are_checked():
         with pytest.raises(RnnLmError, match=problem):
             speed.Settings(configs=configs, adaptive_cutoffs=cutoffs).validate()
 
+
+def test_adaptive_factor_reaches_the_large_vocabularies_models_and_is_checked():
+    """--adaptive_factor: the clusters' projections H / factor^i (at H = 200, factor 2: 100 and 50 units);
+    unset, training's default (4: 50 and 12); refused as training refuses it, or without a large config."""
+    wt2, = speed.Settings(configs=("wt2",), adaptive_factor=2.0).validate().sizes()
+    assert wt2.factor == 2.0 and speed.SIZES["wt2"].factor == 4.0
+    assert speed.make_rnn_lm("lstm", wt2, softmax="adaptive").adaptive_softmax.sizes == [100, 50]
+    assert speed.make_rnn_lm("lstm", speed.SIZES["wt2"], softmax="adaptive").adaptive_softmax.sizes == [50, 12]
+    for configs, factor, problem in ((("wt2",), 0.5, ">= 1"), (("small",), 2.0, "--adaptive_factor is for")):
+        with pytest.raises(RnnLmError, match=problem):
+            speed.Settings(configs=configs, adaptive_factor=factor).validate()
+
 def test_the_torch_worker_is_skipped_in_one_line_where_torch_does_not_import(tmp_path, monkeypatch):
     """A PyTorch that fails to import (here a stand-in module that raises) ends in TorchUnavailable
     naming the error, and the benchmark's process never imported torch."""
@@ -155,7 +168,7 @@ def test_the_torch_worker_trains_in_its_own_process(adaptive):
     """The first loss of a fresh model is about ln |V| (PyTorch's small initial weights predict nearly
     uniformly); SGD with clipping then lowers it on the repeated batches."""
     from rnn_lm_tools.torch_steps import TorchWorker
-    size = speed.SIZES["wt2"] if adaptive else TINY
+    size = dataclasses.replace(speed.SIZES["wt2"], adaptive_factor=2.0) if adaptive else TINY  # div_value 2
     worker = TorchWorker("lstm", size, seed=0, adaptive=adaptive)
     try:
         losses = [worker() for _ in range(12)]
