@@ -7,8 +7,8 @@ which imports torch and not TensorFlow, builds a step there and runs it one call
 parent's request; the parent times each call around the pipe, so PyTorch's steps stay interleaved
 with the others (the round trip, a few tens of microseconds, is counted in PyTorch's time).
 
-The protocol, one JSON line each way: ``{"build": {"cell", "size", "adaptive_cutoffs", "adaptive_factor",
-"seed", "adaptive"}}`` -> ``{"version": torch.__version__}`` or ``{"error": ...}``; ``{"step": true}`` ->
+The protocol, one JSON line each way: ``{"build": {"cell", "size" (the ModelSize's fields), "seed",
+"adaptive"}}`` -> ``{"version": torch.__version__}`` or ``{"error": ...}``; ``{"step": true}`` ->
 ``{"loss": float}``.
 """
 
@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 
-from rnn_lm_tools.sizes import LEARNING_RATE, MAX_GRAD_NORM, SIZES, random_batches
+from rnn_lm_tools.sizes import LEARNING_RATE, MAX_GRAD_NORM, ModelSize, random_batches
 
 
 def make_torch_step(cell, size, batches, seed=0, adaptive=False):
@@ -69,8 +69,8 @@ class TorchWorker:
     def __init__(self, cell, size, seed=0, adaptive=False):
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
-        reply = self._ask({"build": {"cell": cell, "size": size.name, "adaptive_cutoffs": size.adaptive_cutoffs,
-                                     "adaptive_factor": size.adaptive_factor, "seed": seed, "adaptive": adaptive}})
+        reply = self._ask({"build": {"cell": cell, "size": dataclasses.asdict(size), "seed": seed,
+                                     "adaptive": adaptive}})
         if "error" in reply:
             self.close()
             raise TorchUnavailable(reply["error"])
@@ -109,8 +109,7 @@ def serve(stdin=sys.stdin, stdout=sys.stdout):
             b = request["build"]
             try:
                 import torch
-                size = dataclasses.replace(SIZES[b["size"]], adaptive_cutoffs=b.get("adaptive_cutoffs", ""),
-                                           adaptive_factor=b.get("adaptive_factor"))
+                size = ModelSize(**b["size"])
                 step = make_torch_step(b["cell"], size, random_batches(size, seed=b["seed"]), b["seed"],
                                        b["adaptive"])
                 reply = {"version": torch.__version__}
